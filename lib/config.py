@@ -23,6 +23,8 @@ import yaml
 
 from lib.paths import PARAMS
 
+T = typing.TypeVar("T")
+
 TOP_LEVEL_KEYS = ("name", "family", "part", "ensemble_weight", "description", "model", "data", "train", "embed")
 SECTIONS = ("model", "data", "train", "embed")
 
@@ -137,7 +139,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def from_dict[T](cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
     """Build dataclass ``cls`` from ``data``: unknown keys and wrong types are ConfigErrors naming ``where``."""
     data = dict(data or {})
     if not isinstance(data, dict):

@@ -1,0 +1,302 @@
+"""The reproduction runner: the numbered notebooks in order, with papermill, for one profile.
+
+``python -m lib.pipeline --profile NAME [--force] [--from STEP] [--configs a,b] [--dry-run]``
+
+A profile (``params/profiles/NAME.yaml``) names a dataset (a synthetic preset or a real ``data_root``), the model
+configurations to train and embed, overrides merged into every configuration, and extra parameters per notebook.
+Everything is validated before the first notebook starts: every parameter the runner would pass must be declared in
+the target notebook's ``parameters`` cell, and every configuration must load (unknown keys are errors that list the
+allowed ones).
+
+Outputs land in ``artifacts/runs/<profile>/``: ``notebooks/`` (each executed notebook), ``params/`` (the resolved
+parameters of each task with the git commit), ``metrics/`` (what each notebook's last cell recorded), ``state/``
+(fingerprints for skipping) and ``pipeline.json`` (timings). A task whose notebook, parameters, library code and
+upstream tasks are unchanged since its last success is skipped; ``--force`` re-runs everything and ``--from STEP``
+re-runs that step and every step after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lib.config import ConfigError, check_keys, load_config, load_yaml, resolve_params_path
+from lib.io import git_commit, read_json, write_json
+from lib.paths import NOTEBOOKS, PROFILES, ROOT, artifacts_dir
+
+STEPS = ("00_data", "01_frames", "02_motion_maps", "03_text_augmentation", "04_train", "05_embed", "06_ensemble")
+PER_CONFIG = ("04_train", "05_embed")
+PROFILE_KEYS = ("description", "dataset", "configs", "overrides", "notebooks")
+DATASET_KEYS = ("preset", "seed", "data_root", "name")
+
+
+class PipelineError(RuntimeError):
+    """A task failed; the message names the step, the cell's error and the executed notebook."""
+
+
+@dataclasses.dataclass
+class Task:
+    step: str
+    config: str | None
+    params: dict[str, Any]
+    depends: list[str]
+
+    @property
+    def key(self) -> str:
+        return self.step if self.config is None else f"{self.step}__{self.config}"
+
+    @property
+    def label(self) -> str:
+        return self.step if self.config is None else f"{self.step} [{self.config}]"
+
+
+@dataclasses.dataclass
+class Profile:
+    name: str
+    path: Path
+    dataset: dict[str, Any]
+    configs: list[str]
+    overrides: dict[str, Any]
+    notebooks: dict[str, dict[str, Any]]
+    description: str = ""
+
+
+def load_profile(name_or_path: str | os.PathLike[str]) -> Profile:
+    p = Path(name_or_path)
+    path = p.resolve() if p.suffix in (".yaml", ".yml") and p.exists() else (PROFILES / f"{name_or_path}.yaml")
+    if not path.exists():
+        known = sorted(q.stem for q in PROFILES.glob("*.yaml"))
+        raise FileNotFoundError(f"profile {name_or_path!r} not found ({path}); known profiles: {known}")
+    raw = load_yaml(path)
+    check_keys(raw, PROFILE_KEYS, str(path))
+    dataset = dict(raw.get("dataset") or {})
+    check_keys(dataset, DATASET_KEYS, f"{path}: dataset")
+    if "preset" not in dataset and "data_root" not in dataset:
+        raise ConfigError(f"{path}: dataset needs 'preset' (synthetic) or 'data_root' (real CityFlow-NL)")
+    notebooks = dict(raw.get("notebooks") or {})
+    check_keys(notebooks, STEPS, f"{path}: notebooks")
+    return Profile(name=path.stem, path=path, dataset=dataset, configs=list(raw.get("configs") or []),
+                   overrides=dict(raw.get("overrides") or {}), notebooks=notebooks,
+                   description=str(raw.get("description", "")))
+
+
+def _dataset_paths(profile: Profile) -> tuple[Path, Path, str]:
+    art = artifacts_dir()
+    ds = profile.dataset
+    if "data_root" in ds:
+        raw = os.path.expandvars(str(ds["data_root"]))
+        root = Path(raw).expanduser().resolve()
+        if "$" in raw or not root.is_dir():
+            raise FileNotFoundError(
+                f"{profile.path}: dataset.data_root {ds['data_root']!r} -> {raw!r} is not a folder. Put the real "
+                "CityFlow-NL (AIC21_Track5_NL_Retrieval: train/, validation/, train-tracks.json, test-tracks.json, "
+                "test-queries.json) there, or set the environment variable it names.")
+        name = str(ds.get("name") or root.name)
+        return root, art / "prep" / name, name
+    name = str(ds.get("name") or ds["preset"])
+    return art / "data" / name, art / "prep" / name, name
+
+
+def plan(profile: Profile, notebooks_dir: Path = NOTEBOOKS, configs: Sequence[str] | None = None) -> list[Task]:
+    """Build the task list and validate every parameter and configuration before anything runs."""
+    run_dir = artifacts_dir() / "runs" / profile.name
+    data_root, prep_dir, _ = _dataset_paths(profile)
+    metrics = run_dir / "metrics"
+    real = "data_root" in profile.dataset
+    chosen = list(configs) if configs else profile.configs
+    unknown = [c for c in chosen if c not in profile.configs] if configs else []
+    if unknown:
+        raise ConfigError(f"--configs: {unknown} not in profile {profile.name!r} (it has {profile.configs})")
+
+    base: dict[str, dict[str, Any]] = {
+        "00_data": {"data_root": data_root, "real_data": real, **(
+            {} if real else {"preset": profile.dataset["preset"], "seed": int(profile.dataset.get("seed", 0))})},
+        "01_frames": {"data_root": data_root},
+        "02_motion_maps": {"data_root": data_root, "prep_dir": prep_dir},
+        "03_text_augmentation": {"data_root": data_root, "prep_dir": prep_dir},
+    }
+    tasks: list[Task] = []
+    for step in STEPS[:4]:
+        dep = {"00_data": [], "01_frames": ["00_data"], "02_motion_maps": ["01_frames"],
+               "03_text_augmentation": ["00_data"]}[step]
+        tasks.append(Task(step, None, {**base[step], **profile.notebooks.get(step, {}),
+                                       "metrics_path": metrics / f"{step}.json"}, dep))
+    embed_keys = []
+    for name in chosen:
+        cfg_path = resolve_params_path(name)
+        load_config(cfg_path, profile.overrides)  # validates every section; raises ConfigError naming the key
+        train_out = run_dir / "train" / name
+        tasks.append(Task("04_train", name, {
+            "config": cfg_path, "overrides": profile.overrides, "data_root": data_root, "prep_dir": prep_dir,
+            "out_dir": train_out, **profile.notebooks.get("04_train", {}),
+            "metrics_path": metrics / f"04_train__{name}.json"}, ["02_motion_maps", "03_text_augmentation"]))
+        tasks.append(Task("05_embed", name, {
+            "config": cfg_path, "overrides": profile.overrides, "checkpoint": train_out / "best.safetensors",
+            "data_root": data_root, "prep_dir": prep_dir, "out_dir": run_dir / "embed" / name,
+            **profile.notebooks.get("05_embed", {}), "metrics_path": metrics / f"05_embed__{name}.json"},
+            [f"04_train__{name}", "01_frames"]))
+        embed_keys.append(f"05_embed__{name}")
+    tasks.append(Task("06_ensemble", None, {
+        "data_root": data_root, "prep_dir": prep_dir, "runs_dir": run_dir, "configs": chosen,
+        "out_dir": run_dir / "ensemble", "report_dir": artifacts_dir() / "reports" / profile.name,
+        **profile.notebooks.get("06_ensemble", {}), "metrics_path": metrics / "06_ensemble.json"}, embed_keys))
+
+    # Every parameter must be declared by its notebook (papermill itself would only warn).
+    from lib.notebook import notebook_parameters
+
+    declared: dict[str, dict[str, Any]] = {}
+    for step in STEPS:
+        nb = notebooks_dir / f"{step}.ipynb"
+        if not nb.exists():
+            raise FileNotFoundError(f"{nb}: notebook of step {step} not found")
+        declared[step] = notebook_parameters(nb)
+    for step, extra in profile.notebooks.items():
+        check_keys(extra or {}, declared[step], f"{profile.path}: notebooks: {step}")
+    for t in tasks:
+        check_keys(t.params, declared[t.step], f"runner -> {t.label}")
+    return tasks
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _code_fingerprint() -> str:
+    h = hashlib.sha256()
+    for p in sorted((ROOT / "lib").rglob("*.py")):
+        h.update(str(p.relative_to(ROOT)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _fingerprint(task: Task, notebook: Path, code: str, upstream: Mapping[str, str]) -> str:
+    h = hashlib.sha256()
+    h.update(notebook.read_bytes())
+    h.update(json.dumps(_jsonable(task.params), sort_keys=True).encode())
+    if task.config is not None:  # the resolved configuration, so an edit to its YAML (or a parent) re-runs it
+        cfg = load_config(task.params["config"], task.params.get("overrides"))
+        h.update(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    h.update(code.encode())
+    for dep in task.depends:
+        h.update(upstream.get(dep, "").encode())
+    return h.hexdigest()
+
+
+def _format_error(exc: Exception) -> str:
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    tb = getattr(exc, "traceback", None)
+    tail = ""
+    if tb:
+        import re
+
+        text = "\n".join(tb) if isinstance(tb, list) else str(tb)
+        tail = "\n" + re.sub(r"\x1b\[[0-9;]*m", "", text)[-3000:]
+    return f"{ename}: {evalue}{tail}"
+
+
+def run(profile_name: str, force: bool = False, from_step: str | None = None, configs: Sequence[str] | None = None,
+        dry_run: bool = False, notebooks_dir: Path = NOTEBOOKS, kernel: str = "python3") -> dict[str, Any]:
+    """Run (or skip) every task of a profile; return the timing record also written to ``pipeline.json``."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    # Kernels start in notebooks/; make `lib` importable there even without the editable install.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    if from_step is not None and from_step not in STEPS:
+        raise ConfigError(f"--from: unknown step {from_step!r}; steps: {', '.join(STEPS)}")
+    profile = load_profile(profile_name)
+    tasks = plan(profile, notebooks_dir, configs)
+    run_dir = artifacts_dir() / "runs" / profile.name
+    code = _code_fingerprint()
+    commit = git_commit()
+    fingerprints: dict[str, str] = {}
+    record: dict[str, Any] = {"profile": profile.name, "git_commit": commit, "tasks": []}
+    start_all = time.perf_counter()
+    print(f"profile {profile.name}: {len(tasks)} tasks -> {run_dir}", flush=True)
+    for i, task in enumerate(tasks, 1):
+        nb_in = notebooks_dir / f"{task.step}.ipynb"
+        fp = _fingerprint(task, nb_in, code, fingerprints)
+        fingerprints[task.key] = fp
+        state_path = run_dir / "state" / f"{task.key}.json"
+        metrics_path = Path(task.params["metrics_path"])
+        forced = force or (from_step is not None and STEPS.index(task.step) >= STEPS.index(from_step))
+        prev = read_json(state_path) if state_path.exists() else {}
+        up_to_date = prev.get("fingerprint") == fp and metrics_path.exists()
+        head = f"[{i}/{len(tasks)}] {task.label}"
+        if up_to_date and not forced:
+            print(f"{head}: up to date, skipped", flush=True)
+            record["tasks"].append({"task": task.key, "status": "skipped", "seconds": 0.0})
+            continue
+        if dry_run:
+            print(f"{head}: would run", flush=True)
+            record["tasks"].append({"task": task.key, "status": "would run", "seconds": 0.0})
+            continue
+        print(f"{head}: running ...", flush=True)
+        params = _jsonable(task.params)
+        write_json(run_dir / "params" / f"{task.key}.json", {"params": params, "git_commit": commit,
+                                                              "notebook": str(nb_in)})
+        nb_out = run_dir / "notebooks" / f"{task.key}.ipynb"
+        nb_out.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            import papermill as pm
+
+            pm.execute_notebook(str(nb_in), str(nb_out), parameters=params, kernel_name=kernel,
+                                cwd=str(notebooks_dir), progress_bar=False, log_output=False)
+        except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
+            secs = time.perf_counter() - t0
+            state_path.unlink(missing_ok=True)
+            record["tasks"].append({"task": task.key, "status": "failed", "seconds": round(secs, 2)})
+            write_json(run_dir / "pipeline.json", record)
+            raise PipelineError(f"{head} failed after {secs:.1f} s\n{_format_error(exc)}\n"
+                                f"executed notebook: {nb_out}") from None
+        secs = time.perf_counter() - t0
+        if not metrics_path.exists():
+            raise PipelineError(f"{head}: notebook finished but wrote no metrics at {metrics_path} ({nb_out})")
+        write_json(state_path, {"fingerprint": fp, "seconds": secs, "git_commit": commit})
+        print(f"{head}: done in {secs:.1f} s", flush=True)
+        record["tasks"].append({"task": task.key, "status": "ran", "seconds": round(secs, 2)})
+    record["total_seconds"] = round(time.perf_counter() - start_all, 2)
+    if not dry_run:
+        write_json(run_dir / "pipeline.json", record)
+    ran = sum(t["status"] == "ran" for t in record["tasks"])
+    print(f"profile {profile.name}: {ran} ran, {len(tasks) - ran} skipped, {record['total_seconds']:.1f} s", flush=True)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lib.pipeline", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="default", help="profile name in params/profiles/ or a YAML path")
+    ap.add_argument("--force", action="store_true", help="re-run every step")
+    ap.add_argument("--from", dest="from_step", choices=STEPS, help="re-run this step and every later one")
+    ap.add_argument("--configs", help="comma-separated subset of the profile's configurations")
+    ap.add_argument("--dry-run", action="store_true", help="validate and show what would run")
+    ap.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of the numbered notebooks")
+    args = ap.parse_args(argv)
+    try:
+        run(args.profile, force=args.force, from_step=args.from_step,
+            configs=args.configs.split(",") if args.configs else None, dry_run=args.dry_run,
+            notebooks_dir=args.notebooks)
+    except (ConfigError, FileNotFoundError, PipelineError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if not isinstance(e, PipelineError) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
