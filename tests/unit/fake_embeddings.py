@@ -54,7 +54,7 @@ def _sentence(c: str, t: str, m: str, k: int) -> str:
 
 
 def make_world(root: Path, members: Sequence[MemberSpec], n_train: int = 90, n_val: int = 20, n_test: int = 40,
-               seed: int = 0, sentences: int = 3) -> dict:
+               seed: int = 0, sentences: int = 3, write_frames: bool = False) -> dict:
     """Write data_root, prep_dir and runs_dir/embed/<name> under ``root``; return their paths and the truth."""
     rng = np.random.default_rng(seed)
     basis = {v: rng.normal(size=DIM) for v in (*COLOURS, *TYPES, *MANOEUVRES)}
@@ -83,6 +83,15 @@ def make_world(root: Path, members: Sequence[MemberSpec], n_train: int = 90, n_v
     (data_root / "test-gt.json").write_text(json.dumps(gt))
     (data_root / "synthetic-labels.json").write_text(json.dumps(
         {u: {"colour": a[0], "type": a[1], "manoeuvre": a[2]} for u, a in att.items()}))
+    if write_frames:
+        import cv2
+
+        for i in range(3):
+            frame = np.full((48, 64, 3), 40 * i, dtype=np.uint8)
+            frame[10:30, 10:30] = (0, 0, 255)
+            path = data_root / f"validation/S02/c002/img1/{i + 1:06d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), frame)
     (prep_dir / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}))
 
     embed_dirs = []
