@@ -126,3 +126,33 @@ def test_cli_writes_a_valid_submission(tmp_path, capsys) -> None:
     assert last["variant"] == "fitted"
     sub = json.loads((out / "submission.json").read_text())
     assert len(sub) == len(w["query_ids"])
+
+
+def test_search_ranks_like_the_ensemble_and_draws_strips(tmp_path) -> None:
+    from lib.cityflow import Layout, load_tracks
+    from lib.search import SearchIndex, SearchMember, search, show_results
+
+    w = make_world(tmp_path, MEMBERS[:3], write_frames=True)
+    ms = [ensemble.load_member(d) for d in w["embed_dirs"][:3]]
+    # "encoders" that return the stored query features of a known query: search must reproduce the ensemble
+    table: list[dict[tuple[str, ...], np.ndarray]] = [{} for _ in ms]
+    queries = json.loads((w["data_root"] / "test-queries.json").read_text())
+    for m, t in zip(ms, table):
+        assert m.queries is not None
+        for i, q in enumerate(m.queries.ids):
+            t[tuple(queries[q])] = m.queries.feats[i]
+    members = [SearchMember(m.name, m.rule, m.weight, (lambda s, t=t: t[tuple(s)]), m.gallery)
+               for m, t in zip(ms, table)]
+    index = SearchIndex(members)
+    qids, gids, s = ensemble.aligned_scores(ms)
+    expected = ensemble.make_submission(ensemble.combine(s, [m.weight for m in ms]), qids, gids)
+    for q in qids[:5]:
+        hits = search(queries[q], index, k=len(gids))
+        assert [h.track_id for h in hits] == expected[q]
+        assert [h.rank for h in hits[:3]] == [1, 2, 3]
+    with pytest.raises(ValueError, match="non-empty"):
+        search("  ", index)
+    tracks = load_tracks(Layout.of(w["data_root"]).test_tracks)
+    fig = show_results(search(queries[qids[0]], index, k=3), Layout.of(w["data_root"]), tracks, n_frames=3,
+                       mark=w["gt"][qids[0]])
+    assert len(fig.axes) == 9
