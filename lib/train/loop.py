@@ -1,0 +1,247 @@
+"""The generic training loop, shared by every family (see :mod:`lib.family` for the protocol).
+
+``train(cfg, data_root, prep_dir, out_dir)`` trains one configuration: it reads ``PREP/split.json``, lets the
+family build its caches (rank 0) and dataset, then runs ``total_steps`` optimizer steps on global batches in a
+deterministic order (``lib.train.sampler``), validating (val MRR over the whole val split) every ``val_every``
+steps and checkpointing every ``ckpt_every`` steps. A run whose ``out_dir`` holds a ``state.pt`` continues from it
+and ends with the same weights as an uninterrupted run. Under ``torchrun`` every rank trains its shard of each
+global batch with DistributedDataParallel; rank 0 validates and writes the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from lib.family import TrainContext, get_family
+from lib.io import read_json, write_json, write_run_info
+from lib.train import checkpoint as ckpt
+from lib.train import distributed as D
+from lib.train.sampler import StepBatchSampler, steps_per_epoch
+from lib.train.validate import evaluate, random_mrr
+
+if TYPE_CHECKING:
+    from lib.config import RunConfig
+
+FAIL_AT_STEP_ENV = "CFNL_TRAIN_FAIL_AT_STEP"
+"""Fault injection for the resume tests: the process dies (``os._exit``) after completing this step."""
+
+
+def load_split(prep_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
+    path = Path(prep_dir) / "split.json"
+    split = read_json(path)
+    for key in ("train", "val"):
+        if not isinstance(split.get(key), list):
+            raise ValueError(f"{path}: missing list field {key!r} (expected {{'train': [...], 'val': [...]}})")
+    return split
+
+
+def _config_fingerprint(cfg: RunConfig) -> str:
+    d = cfg.to_dict()
+    # fields that may change between a run and its continuation without changing the trajectory
+    for k in ("max_steps", "epochs", "val_every", "val_every_epochs", "ckpt_every", "log_every", "workers"):
+        d.get("train", {}).pop(k, None)
+    return json.dumps(d, sort_keys=True)
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.PathLike[str],
+          out_dir: str | os.PathLike[str], max_steps: int | None = None, workers: int | None = None,
+          device: str | torch.device | None = None, log: Callable[[str], None] = print,
+          progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` and return its metrics (also written to ``out_dir/metrics.json``)."""
+    t_start = time.perf_counter()
+    info = D.init_distributed(device)
+    dev = info.device
+    out = Path(out_dir)
+    tcfg = cfg.train
+    n_workers = workers if workers is not None else (tcfg.workers if tcfg.workers is not None else None)
+    ctx = TrainContext.create(data_root, prep_dir, device=dev, workers=n_workers, rank=info.rank,
+                              world_size=info.world_size, log=log if info.is_main else (lambda _m: None))
+    fam = get_family(cfg.family)
+    split = load_split(ctx.prep_dir)
+    train_ids, val_ids = list(split["train"]), list(split["val"])
+    missing = [u for u in train_ids + val_ids if u not in ctx.train_tracks]
+    if missing:
+        raise KeyError(f"{ctx.prep_dir / 'split.json'}: {len(missing)} track id(s) not in "
+                       f"{ctx.data_root.train_tracks}, e.g. {missing[:3]}")
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_run_info(out, {"config": cfg.to_dict(), "source": cfg.source, "data_root": str(ctx.data_root.root),
+                             "prep_dir": str(ctx.prep_dir), "max_steps": max_steps, "world_size": info.world_size,
+                             "device": str(dev)})
+
+    # caches (rank 0 builds, the others wait), dataset, model
+    t0 = time.perf_counter()
+    prep_info = fam.prepare(cfg, ctx, train_ids + val_ids) if info.is_main else {}
+    D.barrier()
+    prepare_s = time.perf_counter() - t0
+    dataset = fam.train_dataset(cfg, ctx, train_ids)
+    model_kwargs = dict(getattr(dataset, "model_kwargs", {}))
+    spe = steps_per_epoch(len(dataset), tcfg.batch_size)
+    total = max_steps if max_steps is not None else fam.total_steps(cfg, spe)
+    torch.manual_seed(tcfg.seed)
+    model = fam.build_model(cfg, **model_kwargs).to(dev)
+    optimizer, scheduler = fam.optimizer_and_scheduler(model, cfg, spe)
+    use_amp = bool(tcfg.amp) and dev.type == "cuda"
+
+    # resume
+    state_path = out / "state.pt"
+    start_step, best_mrr, best_step, history, train_time = 0, -math.inf, -1, [], 0.0
+    fingerprint = _config_fingerprint(cfg)
+    if state_path.exists():
+        state = ckpt.load_state(state_path, map_location="cpu")
+        if state.get("fingerprint") != fingerprint:
+            raise RuntimeError(f"{state_path}: belongs to another configuration than {cfg.source}; use another "
+                               f"--out folder or delete {state_path} to start again")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_step, best_mrr, best_step = int(state["step"]), float(state["best_mrr"]), int(state["best_step"])
+        history, train_time = list(state["history"]), float(state["train_time_s"])
+        rngs = state["rng"]
+        ckpt.restore_rng(rngs[min(info.rank, len(rngs) - 1)])
+        if len(rngs) != info.world_size:
+            ctx.log(f"note: {state_path} was written by {len(rngs)} process(es), this run has {info.world_size}: "
+                    "RNG streams are reassigned")
+        ctx.log(f"resuming {cfg.name} from step {start_step} ({state_path})")
+    model.to(dev)
+
+    train_model: nn.Module = model
+    if info.enabled:
+        D.convert_batchnorm(model, dev)
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False)
+
+    n_val = len(val_ids)
+    rand_mrr = random_mrr(n_val)
+    val_every = tcfg.val_every or max(1, int(round(tcfg.val_every_epochs * spe)))
+    ckpt_every = tcfg.ckpt_every or val_every
+    sampler = StepBatchSampler(len(dataset), tcfg.batch_size, tcfg.seed, start_step, total, info.rank,
+                               info.world_size)
+    n_workers = ctx.workers
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=fam.collate, num_workers=n_workers,
+        pin_memory=dev.type == "cuda", persistent_workers=False, generator=torch.Generator(),
+        prefetch_factor=4 if n_workers > 0 else None)
+    ctx.log(f"training {cfg.name} ({cfg.family}) on {dev} x{info.world_size}: {len(dataset)} train / {n_val} val "
+            f"tracks, batch {tcfg.batch_size}, {spe} steps/epoch, steps {start_step}->{total}, "
+            f"val every {val_every}, checkpoint every {ckpt_every}, workers {n_workers}")
+
+    def checkpoint(step: int) -> None:
+        rngs = [ckpt.capture_rng()]
+        if info.enabled:
+            gathered: list[Any] = [None] * info.world_size
+            torch.distributed.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        if not info.is_main:
+            return
+        ckpt.save_weights(out / "last.safetensors", model, cfg, step, model_kwargs)
+        ckpt.save_state(state_path, {
+            "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "best_mrr": best_mrr, "best_step": best_step,
+            "history": history, "train_time_s": train_time, "rng": rngs, "fingerprint": fingerprint,
+            "world_size": info.world_size})
+        write_json(out / "history.json", history)
+
+    loss_factor = getattr(fam, "loss_factor", None)
+    fail_at = int(os.environ.get(FAIL_AT_STEP_ENV, "-1"))
+    step = start_step
+    bar = None
+    if progress and info.is_main and total > start_step:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=start_step, desc=f"train {cfg.name}", unit="step", leave=False)
+    pure_train_s = 0.0
+    t_step = time.perf_counter()
+    train_model.train()
+    for batch in loader:
+        with _autocast(dev, use_amp):
+            loss, logs = fam.compute_loss(train_model, batch, step)
+        if loss_factor is not None:  # optional family hook: a factor on the loss by step (Part Two warm-up)
+            f = float(loss_factor(cfg, step, spe, len(dataset)))
+            loss, logs = loss * f, {**logs, "loss_factor": f}
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{cfg.name}: non-finite loss {loss.item()} at step {step} ({logs})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tcfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        dt = time.perf_counter() - t_step
+        pure_train_s += dt
+        train_time += dt
+        if bar is not None:
+            bar.update(1)
+        if step % tcfg.log_every == 0 or step == total or step == start_step + 1:
+            rec = {"step": step, "loss": float(loss.item()), "lr": lr, **{k: float(v) for k, v in logs.items()}}
+            history.append(rec)
+            if bar is not None:
+                bar.set_postfix(loss=f"{rec['loss']:.3f}")
+        if step % val_every == 0 or step == total:
+            if info.is_main:
+                res = evaluate(fam, model, cfg, ctx, val_ids)
+                history.append({"step": step, "val_mrr": res["mrr"], "val_r1": res["r1"], "val_r5": res["r5"],
+                                "val_r10": res["r10"], "val_time_s": res["val_time_s"]})
+                ctx.log(f"step {step}/{total}: val MRR {res['mrr']:.4f} (random {rand_mrr:.4f}), "
+                        f"R@1 {res['r1']:.3f}, R@5 {res['r5']:.3f} [{res['val_time_s']:.1f}s]")
+                if res["mrr"] > best_mrr:
+                    best_mrr, best_step = res["mrr"], step
+                    ckpt.save_weights(out / "best.safetensors", model, cfg, step, model_kwargs,
+                                      extra={"val_mrr": res["mrr"]})
+            D.barrier()
+        if step % ckpt_every == 0 or step == total:
+            checkpoint(step)
+        if step == fail_at:
+            os._exit(17)
+        t_step = time.perf_counter()
+    if bar is not None:
+        bar.close()
+
+    ddp_diff = D.max_weight_difference(model) if info.enabled else None
+    metrics: dict[str, Any] = {}
+    if info.is_main:
+        if not (out / "last.safetensors").exists():  # a run that had nothing left to do writes its export anyway
+            ckpt.save_weights(out / "last.safetensors", model, cfg, step, model_kwargs)
+        vals = [h for h in history if "val_mrr" in h]
+        n_steps_now = step - start_step
+        metrics = {
+            "config": cfg.name, "family": cfg.family,
+            "val_mrr": best_mrr if best_step >= 0 else None, "best_step": best_step,
+            "final_val_mrr": vals[-1]["val_mrr"] if vals else None,
+            "val_r1": next((h["val_r1"] for h in vals if h["step"] == best_step), None),
+            "val_r5": next((h["val_r5"] for h in vals if h["step"] == best_step), None),
+            "random_mrr": rand_mrr, "n_train": len(dataset), "n_val": n_val,
+            "steps": step, "steps_this_run": n_steps_now, "resumed_from": start_step,
+            "batch_size": tcfg.batch_size, "steps_per_epoch": spe, "world_size": info.world_size,
+            "train_time_s": train_time,
+            "samples_per_s": (n_steps_now * tcfg.batch_size / pure_train_s) if pure_train_s > 0 else None,
+            "prepare_s": prepare_s, "prepare": prep_info, "wall_time_s": time.perf_counter() - t_start,
+            "device": str(dev), "amp": use_amp,
+        }
+        if ddp_diff is not None:
+            metrics["ddp_max_weight_diff"] = ddp_diff
+        write_json(out / "history.json", history)
+        write_json(out / "metrics.json", metrics)
+        from lib.train.plots import plot_curves
+
+        plot_curves(history, out / "curves.png", title=cfg.name, random_mrr=rand_mrr)
+    D.barrier()
+    return metrics

@@ -1,0 +1,43 @@
+"""Training curves: loss (per logged step) and val MRR (per validation) with the random baseline."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lib.io import atomic_path
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "",
+                random_mrr: float | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    train = [h for h in history if "loss" in h]
+    val = [h for h in history if "val_mrr" in h]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if train:
+        a.plot([h["step"] for h in train], [h["loss"] for h in train], lw=1)
+    a.set_xlabel("step")
+    a.set_ylabel("training loss")
+    a.set_title("loss")
+    if val:
+        b.plot([h["step"] for h in val], [h["val_mrr"] for h in val], marker="o", lw=1, label="val MRR")
+    if random_mrr is not None:
+        b.axhline(random_mrr, color="gray", ls="--", lw=1, label="random ranking")
+    b.set_xlabel("step")
+    b.set_ylabel("MRR")
+    b.set_ylim(0, 1)
+    b.set_title("validation")
+    b.legend(loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return Path(path)

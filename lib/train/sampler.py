@@ -1,0 +1,59 @@
+"""Deterministic data order by step: the global batch of step ``t`` is a pure function of (seed, t).
+
+Epoch ``e`` visits the train split in the order ``default_rng([seed, e]).permutation(n)``; step ``t`` of the run is
+batch ``t % steps_per_epoch`` of epoch ``t // steps_per_epoch``. Every sample also gets its own seed (for its random
+frame, sentence, augmentation) from ``SeedSequence([seed, e, position])``. Rank ``r`` of ``K`` takes the ``r``-th
+contiguous slice of each global batch, so K processes see exactly the samples of one process, and a resumed run
+starts again at the step it stopped at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from lib.family import SampleKey
+
+
+def steps_per_epoch(n: int, global_batch: int) -> int:
+    if global_batch <= 0:
+        raise ValueError(f"batch_size must be positive, got {global_batch}")
+    if n < global_batch:
+        raise ValueError(f"the train split has {n} tracks, fewer than one batch of {global_batch}: lower "
+                         f"train.batch_size (an override such as {{'train': {{'batch_size': {n}}}}})")
+    return n // global_batch
+
+
+def global_batch_keys(n: int, global_batch: int, seed: int, step: int) -> list[SampleKey]:
+    spe = steps_per_epoch(n, global_batch)
+    epoch, within = divmod(step, spe)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    lo = within * global_batch
+    idx = perm[lo:lo + global_batch]
+    seeds = np.random.default_rng([seed, epoch, within, 7919]).integers(0, 2**62, size=global_batch)
+    return [SampleKey(int(i), int(s)) for i, s in zip(idx, seeds)]
+
+
+class StepBatchSampler(Sampler[list[SampleKey]]):
+    """Yields this rank's shard of the global batch for steps ``start_step .. end_step - 1``."""
+
+    def __init__(self, n: int, global_batch: int, seed: int, start_step: int, end_step: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if global_batch % world_size:
+            raise ValueError(f"train.batch_size {global_batch} is not divisible by the {world_size} processes")
+        steps_per_epoch(n, global_batch)  # validates
+        self.n, self.global_batch, self.seed = n, global_batch, seed
+        self.start_step, self.end_step = start_step, end_step
+        self.rank, self.world_size = rank, world_size
+        self.local_batch = global_batch // world_size
+
+    def __len__(self) -> int:
+        return max(0, self.end_step - self.start_step)
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        lo = self.rank * self.local_batch
+        for step in range(self.start_step, self.end_step):
+            keys = global_batch_keys(self.n, self.global_batch, self.seed, step)
+            yield keys[lo:lo + self.local_batch]
