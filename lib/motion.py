@@ -129,7 +129,7 @@ def draw_trajectory(img: np.ndarray, boxes: Sequence[Sequence[float]]) -> np.nda
     import cv2
 
     h, w = img.shape[:2]
-    thickness = max(1, round(min(h, w) / 90))
+    thickness = max(2, round(min(h, w) / 90))
     pts = np.array([[int(b[0] + b[2] / 2), int(b[1] + b[3] / 2)] for b in boxes], dtype=np.int32)
     if len(pts) == 1:
         cv2.circle(img, tuple(int(v) for v in pts[0]), thickness, TRAJECTORY_BGR, -1, cv2.LINE_AA)
