@@ -166,13 +166,22 @@ def gallery_vectors(gallery: Gallery, rule: str) -> np.ndarray:
     raise ValueError(f"unknown scoring rule {rule!r}; known: {RULES}")
 
 
+def matmul_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` in float32 through torch (its CPU GEMM is ~3x faster than numpy's here)."""
+    import torch
+
+    ta = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    tb = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))
+    return (ta @ tb.T).numpy()
+
+
 def score_matrix(member: Member) -> np.ndarray:
     """[Q, N] scores of one configuration under its published rule."""
     if member.queries is None:
         raise ValueError(f"{member.name}: no queries loaded for this split")
     q = query_vectors(member.queries, member.rule)
     g = gallery_vectors(member.gallery, member.rule)
-    return q @ g.T
+    return matmul_t(q, g)
 
 
 def aligned_scores(members: Sequence[Member]) -> tuple[list[str], list[str], np.ndarray]:
@@ -198,6 +207,38 @@ def _positions(have: Sequence[str], want: Sequence[str], m: Member, what: str) -
         raise ValueError(f"{m.source or m.name}: {what} ids differ from the first configuration's "
                          f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, extra {extra[:3]})")
     return np.fromiter((pos[w] for w in want), dtype=np.int64, count=len(want))
+
+
+@dataclasses.dataclass
+class FusedIndex:
+    """Every member's rule vectors side by side: ``score = (Q * w) @ G.T`` is the weighted ensemble in one GEMM."""
+
+    query_ids: list[str]
+    gallery_ids: list[str]
+    queries: list[np.ndarray]  # per member [Q, D_m]
+    gallery: np.ndarray  # [N, sum D_m]
+
+    @classmethod
+    def build(cls, members: Sequence[Member]) -> FusedIndex:
+        if not members:
+            raise ValueError("no configurations to ensemble")
+        ref = members[0]
+        assert ref.queries is not None
+        qids, gids = ref.queries.ids, ref.gallery.ids
+        qs, gs = [], []
+        for m in members:
+            if m.queries is None:
+                raise ValueError(f"{m.name}: no queries loaded for this split")
+            qs.append(query_vectors(m.queries, m.rule)[_positions(m.queries.ids, qids, m, "query")])
+            gs.append(gallery_vectors(m.gallery, m.rule)[_positions(m.gallery.ids, gids, m, "track")])
+        return cls(list(qids), list(gids), qs, np.ascontiguousarray(np.concatenate(gs, axis=1), dtype=np.float32))
+
+    def scores(self, weights: Sequence[float]) -> np.ndarray:
+        """[Q, N] weighted ensemble scores (equal to ``combine(aligned_scores(...)[2], weights)``)."""
+        if len(weights) != len(self.queries):
+            raise ValueError(f"{len(self.queries)} members but {len(weights)} weights")
+        q = np.concatenate([np.float32(w) * qm for w, qm in zip(weights, self.queries)], axis=1)
+        return matmul_t(q, self.gallery)
 
 
 def combine(scores: np.ndarray, weights: Sequence[float]) -> np.ndarray:

@@ -57,6 +57,15 @@ def test_ensemble_aligns_ids_and_applies_published_weights(tmp_path) -> None:
     np.testing.assert_allclose(ensemble.combine(s, [m.weight for m in ms]), ref, rtol=1e-5, atol=1e-5)
 
 
+def test_fused_index_equals_the_per_member_weighted_sum(tmp_path) -> None:
+    w = make_world(tmp_path, MEMBERS)
+    ms = [ensemble.load_member(d) for d in w["embed_dirs"]]
+    _, _, s = ensemble.aligned_scores(ms)
+    weights = [4.0, 1.0, 0.5, 2.0]
+    fused = ensemble.FusedIndex.build(ms)
+    np.testing.assert_allclose(fused.scores(weights), ensemble.combine(s, weights), rtol=1e-4, atol=1e-4)
+
+
 def test_mismatched_gallery_is_an_error_naming_the_folder(tmp_path) -> None:
     w = make_world(tmp_path, MEMBERS[:2])
     m0, m1 = (ensemble.load_member(d) for d in w["embed_dirs"])

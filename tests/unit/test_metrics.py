@@ -107,3 +107,11 @@ def test_cli_prints_one_json_object_last(tmp_path, capsys) -> None:
     assert out["recall_1"] == pytest.approx(1 / 3)
     assert out["recall_5"] == pytest.approx(2 / 3)
     assert json.loads((tmp_path / "ranks.json").read_text()) == {"q1": 0, "q2": 2, "q3": 100}
+
+
+def test_rank_order_equals_a_stable_sort_with_and_without_ties() -> None:
+    rng = np.random.default_rng(3)
+    s = rng.normal(size=(40, 300)).astype(np.float32)
+    s[::3, 10:20] = 0.5  # tied rows
+    s[5] = 1.0  # a fully tied row
+    np.testing.assert_array_equal(metrics.rank_order(s), np.argsort(-s, axis=1, kind="stable"))
