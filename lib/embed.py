@@ -1,0 +1,259 @@
+"""Embed one trained configuration: gallery tracks and query sentences of the test, val and train splits.
+
+``python -m lib.embed PARAMS.yaml CHECKPOINT [--out DIR] [--data-root D] [--prep-dir P] [--splits test,val,train]``
+
+Writes into ``out_dir`` (formats: docs/architecture.md, read by ``lib.ensemble``):
+
+- ``gallery.npz`` (``ids``, ``feats`` [N, D]) and ``queries.npz`` (``ids``, ``feats`` [Q, S, D], ``n_sentences``
+  [Q]) for the test split: every test track (Part One: every frame, track = mean of its frame embeddings; Part Two:
+  its evenly spaced frames, as the family defines) and every test query;
+- ``val_gallery.npz`` / ``val_queries.npz``: the val split of ``PREP/split.json`` (its tracks are the gallery and
+  each track's own description is its query; query id = track id), used to fit ensemble weights;
+- ``train_gallery.npz``: the training tracks with at most ``train_frames`` evenly spaced frames each (default 8),
+  for the attribute classifiers of the re-rank (``lib.rerank``);
+- ``embedding.json`` (name, family, scoring rule, published weight, ablation flag, configuration file, overrides,
+  checkpoint, per-split counts and timings) and ``run_info.json``.
+
+Which sentences: test queries are the dataset's ``test-queries.json``, or ``PREP/text/test-queries_nlpaug.json``
+when the configuration trains on subject-prefixed text (``data.text: nlpaug``), as published; val queries come from
+the family (``Family.query_sentences``), i.e. the same text the model was validated on.
+
+Each finished split is recorded in ``progress.json`` with a fingerprint of the configuration and checkpoint, so an
+interrupted run resumes with the missing splits (``--force`` recomputes everything). On a GPU the forward passes
+run under bfloat16 autocast; frames are decoded once per track and batched by the family's gallery loader with
+DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lib.cityflow import load_queries
+from lib.config import RunConfig, load_config, resolve_params_path
+from lib.ensemble import FAMILY_RULES, write_manifest
+from lib.io import read_json, save_npz, write_json, write_run_info
+from lib.paths import ROOT, artifacts_dir
+
+SPLITS = ("test", "val", "train")
+PROGRESS = "progress.json"
+
+
+def is_ablation(cfg: RunConfig) -> bool:
+    """Configurations that are studied but never ensembled: the crop-only single-stream model."""
+    return cfg.family == "dual_stream" and not bool(getattr(cfg.model, "motion_stream", True))
+
+
+def test_query_sentences(cfg: RunConfig, data_root: Path, prep_dir: Path) -> tuple[list[str], list[list[str]]]:
+    """(query ids, sentences) of the test split in the text variant the configuration was trained on."""
+    raw_path = data_root / "test-queries.json"
+    raw = load_queries(raw_path)
+    if getattr(cfg.data, "text", "plain") == "nlpaug":
+        path = prep_dir / "text" / "test-queries_nlpaug.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: the nlpaug test queries of configuration {cfg.name} are missing "
+                                    "(run 03_text_augmentation / python -m lib.text augment)")
+        aug = load_queries(path)
+        missing = [q for q in raw if q not in aug]
+        if missing:
+            raise KeyError(f"{path}: queries {missing[:3]} of {raw_path} are missing")
+        return list(raw), [_sentences(aug[q], path, q) for q in raw]
+    return list(raw), [_sentences(raw[q], raw_path, q) for q in raw]
+
+
+def _sentences(value: Any, path: Path, qid: str) -> list[str]:
+    sents = value["nl"] if isinstance(value, Mapping) else value
+    if not isinstance(sents, list) or not sents or not all(isinstance(s, str) for s in sents):
+        raise ValueError(f"{path}: query {qid}: expected a non-empty list of sentences")
+    return list(sents)
+
+
+def subsample_frames(track: Mapping[str, Any], k: int | None) -> dict[str, Any]:
+    """The track with at most ``k`` evenly spaced frames (and their boxes)."""
+    from lib.family import evenly_spaced
+
+    idx = evenly_spaced(len(track["frames"]), k)
+    return {**track, "frames": [track["frames"][i] for i in idx], "boxes": [track["boxes"][i] for i in idx]}
+
+
+def fingerprint(cfg: RunConfig, checkpoint: Path, extra: Mapping[str, Any]) -> str:
+    st = checkpoint.stat()
+    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    h.update(f"{checkpoint.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(json.dumps(dict(extra), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _autocast(device: Any, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    import torch
+
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _query_array(feats: np.ndarray, sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+    n = np.array([len(s) for s in sentences], dtype=np.int64)
+    feats = np.asarray(feats, dtype=np.float32)
+    if feats.shape[:2] != (len(sentences), int(n.max(initial=0))):
+        raise ValueError(f"embed_queries returned {feats.shape} for {len(sentences)} queries of up to "
+                         f"{int(n.max(initial=0))} sentences")
+    return feats, n
+
+
+def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: str | os.PathLike[str],
+                 prep_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                 splits: Sequence[str] = SPLITS, train_frames: int | None = 8, workers: int | None = None,
+                 device: str | None = None, amp: bool = True, force: bool = False,
+                 config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
+                 log: Any = print) -> dict[str, Any]:
+    """Embed ``splits`` of one configuration (see the module docstring); return the per-split record."""
+    import torch
+
+    from lib.family import TrainContext, get_family
+    from lib.train import load_split, load_trained_model
+
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown}; known: {SPLITS}")
+    if cfg.family not in FAMILY_RULES:
+        raise ValueError(f"{cfg.source}: no scoring rule for family {cfg.family!r}")
+    ckpt = Path(checkpoint)
+    if not ckpt.exists():
+        raise FileNotFoundError(f"{ckpt}: checkpoint not found (train {cfg.name} first: 04_train / lib.train)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = TrainContext.create(data_root, prep_dir, device=device, workers=workers)
+    root, prep = ctx.data_root.root, ctx.prep_dir
+    fp = fingerprint(cfg, ckpt, {"train_frames": train_frames, "data_root": str(root), "prep_dir": str(prep)})
+    progress = read_json(out / PROGRESS) if (out / PROGRESS).exists() and not force else {}
+    if progress.get("fingerprint") != fp:
+        progress = {"fingerprint": fp, "splits": {}}
+
+    fam = get_family(cfg.family)
+    model = load_trained_model(cfg, ckpt, device=ctx.device)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"{cfg.name}: {cfg.family} model from {ckpt} ({n_params / 1e6:.1f} M parameters) on {ctx.device}")
+    split_ids = load_split(prep) if ("val" in splits or "train" in splits) else {}
+
+    def gallery(tracks: dict[str, dict[str, Any]], frames: int | None) -> tuple[np.ndarray, float, int]:
+        t0 = time.perf_counter()
+        with _autocast(ctx.device, amp), torch.no_grad():
+            feats = fam.embed_gallery(model, cfg, ctx, tracks, frames_per_track=frames)
+        feats = np.asarray(feats, dtype=np.float32)
+        if feats.shape[0] != len(tracks):
+            raise ValueError(f"{cfg.name}: embed_gallery returned {feats.shape[0]} rows for {len(tracks)} tracks")
+        n_frames = sum(len(t["frames"]) for t in tracks.values()) if frames is None else sum(
+            min(len(t["frames"]), frames) for t in tracks.values())
+        return feats, time.perf_counter() - t0, n_frames
+
+    def queries(sentences: list[list[str]]) -> tuple[np.ndarray, np.ndarray, float]:
+        t0 = time.perf_counter()
+        with _autocast(ctx.device, amp), torch.no_grad():
+            feats = fam.embed_queries(model, cfg, sentences)
+        f, n = _query_array(feats, sentences)
+        return f, n, time.perf_counter() - t0
+
+    for split in splits:
+        if split in progress["splits"]:
+            log(f"{cfg.name}: {split} split already embedded, skipped")
+            continue
+        rec: dict[str, Any] = {}
+        if split == "test":
+            tracks = dict(ctx.test_tracks)
+            g, rec["gallery_s"], rec["frames"] = gallery(tracks, getattr(cfg.embed, "frames_per_track", None))
+            qids, sents = test_query_sentences(cfg, root, prep)
+            q, n, rec["queries_s"] = queries(sents)
+            save_npz(out / "gallery.npz", ids=np.array(list(tracks)), feats=g)
+            save_npz(out / "queries.npz", ids=np.array(qids), feats=q, n_sentences=n)
+            rec.update(tracks=len(tracks), queries=len(qids))
+        elif split == "val":
+            ids = list(split_ids["val"])
+            tracks = {u: ctx.train_tracks[u] for u in ids}
+            g, rec["gallery_s"], rec["frames"] = gallery(tracks, getattr(cfg.embed, "frames_per_track", None))
+            sents = fam.query_sentences(cfg, ctx, ids)
+            q, n, rec["queries_s"] = queries(sents)
+            save_npz(out / "val_gallery.npz", ids=np.array(ids), feats=g)
+            save_npz(out / "val_queries.npz", ids=np.array(ids), feats=q, n_sentences=n)
+            rec.update(tracks=len(ids), queries=len(ids))
+        else:
+            ids = list(split_ids["train"])
+            tracks = {u: subsample_frames(ctx.train_tracks[u], train_frames) for u in ids}
+            g, rec["gallery_s"], rec["frames"] = gallery(tracks, None)
+            save_npz(out / "train_gallery.npz", ids=np.array(ids), feats=g)
+            rec.update(tracks=len(ids), frames_per_track=train_frames)
+        rec["frames_per_s"] = rec["frames"] / max(rec["gallery_s"], 1e-9)
+        progress["splits"][split] = rec
+        write_json(out / PROGRESS, progress)
+        log(f"{cfg.name}: {split}: {rec['tracks']} tracks ({rec['frames']} frames) in {rec['gallery_s']:.1f} s"
+            + (f", {rec['queries']} queries in {rec['queries_s']:.1f} s" if "queries" in rec else ""))
+
+    cfg_file = resolve_params_path(config_path or ROOT / cfg.source)
+    write_manifest(out, cfg.name, cfg.family, cfg.ensemble_weight, ablation=is_ablation(cfg),
+                   config_path=str(cfg_file), overrides=dict(overrides or {}), checkpoint=str(ckpt.resolve()),
+                   splits=progress["splits"])
+    write_run_info(out, {"config": cfg.to_dict(), "source": cfg.source, "checkpoint": str(ckpt),
+                         "data_root": str(root), "prep_dir": str(prep), "splits": list(splits),
+                         "train_frames": train_frames, "device": str(ctx.device), "amp": amp,
+                         "overrides": dict(overrides or {})})
+    return progress["splits"]
+
+
+def evaluate_embeddings(out_dir: str | os.PathLike[str], data_root: str | os.PathLike[str] | None = None
+                        ) -> dict[str, Any]:
+    """Val (and test, when ``test-gt.json`` exists) metrics of one configuration's written embeddings."""
+    from lib.ensemble import evaluate, load_member, split_scores, val_ground_truth
+    from lib.metrics import load_gt
+
+    d = Path(out_dir)
+    res: dict[str, Any] = {}
+    if (d / "val_gallery.npz").exists():
+        m = load_member(d, "val")
+        assert m.queries is not None
+        s = split_scores([m], val_ground_truth(m.queries.ids))
+        res["val"] = evaluate(s.scores[0], s)[0]
+    gt = Path(data_root) / "test-gt.json" if data_root is not None else None
+    if gt is not None and gt.exists() and (d / "gallery.npz").exists():
+        s = split_scores([load_member(d, "test")], load_gt(gt))
+        res["test"] = evaluate(s.scores[0], s)[0]
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lib.embed", description=__doc__.split("\n\n")[0])
+    ap.add_argument("config", help="params YAML (path or configuration name)")
+    ap.add_argument("checkpoint", help="trained weights (<train out>/best.safetensors)")
+    ap.add_argument("--out", help="output folder (default: ARTIFACTS/runs/cli/embed/<name>)")
+    ap.add_argument("--data-root", help="CityFlow-NL layout root (default: ARTIFACTS/data/tiny)")
+    ap.add_argument("--prep-dir", help="preprocessing folder (default: ARTIFACTS/prep/tiny)")
+    ap.add_argument("--splits", default=",".join(SPLITS), help="comma-separated subset of test,val,train")
+    ap.add_argument("--train-frames", type=int, default=8, help="frames per training track (re-rank classifiers)")
+    ap.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    ap.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    ap.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on GPU")
+    ap.add_argument("--override", default=None, help="JSON of nested overrides, as for lib.train")
+    ap.add_argument("--force", action="store_true", help="recompute splits already embedded")
+    a = ap.parse_args(argv)
+    overrides = json.loads(a.override) if a.override else None
+    cfg = load_config(a.config, overrides)
+    out = a.out or str(artifacts_dir() / "runs" / "cli" / "embed" / cfg.name)
+    data_root = a.data_root or str(artifacts_dir() / "data" / "tiny")
+    prep_dir = a.prep_dir or str(artifacts_dir() / "prep" / "tiny")
+    splits = embed_config(cfg, a.checkpoint, data_root, prep_dir, out, splits=a.splits.split(","),
+                          train_frames=a.train_frames, workers=a.workers, device=a.device, amp=not a.no_amp,
+                          force=a.force, config_path=str(resolve_params_path(a.config)), overrides=overrides)
+    print(json.dumps({"out": out, "splits": splits, **evaluate_embeddings(out, data_root)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
