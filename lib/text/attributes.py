@@ -13,6 +13,9 @@ vote. Both return :class:`Attributes`:
   ``in the left lane`` is a place, not a manoeuvre;
 - ``locations`` — prepositional phrases naming a place (``at the intersection``, ``down the street``), lower case.
 
+Words one typo away from a key word (``rigth``, ``straigt``, ``seedan``) are read as that word (:data:`TYPO_TARGETS`,
+except common words such as ``light`` listed in :data:`NOT_TYPOS`).
+
 Canonical colours and types follow ``lib/synthetic/vocab.py`` so the parser can be measured on synthetic sentences
 (exact truth in ``DATA_ROOT/synthetic-labels.json``); the word lists also cover the real data's usual words
 (``grey``, ``jeep``, ``mpv``, ``burgundy``, ...).
@@ -116,10 +119,43 @@ class Attributes:
         return asdict(self)
 
 
+# Annotators' typos (``rigth``, ``straigt``, ``seedan``): a word one edit (insertion, deletion, substitution or
+# swap of neighbours) away from exactly one of these is read as it, unless it is a common word of its own.
+TYPO_TARGETS: tuple[str, ...] = ("straight", "right", "sedan", "pickup", "hatchback", "minivan", "truck", "silver",
+                                 "yellow", "orange", "maroon", "purple", "intersection", "turns", "turning")
+NOT_TYPOS: frozenset[str] = frozenset({
+    "light", "night", "sight", "fight", "tight", "eight", "might", "bright", "wright", "rights", "track", "trick",
+    "struck", "trucks", "trunk", "trunks", "mellow", "hellow", "sedans", "pickups", "turn", "tuns", "burns",
+    "terns", "tunes", "turnip", "burning", "curving",
+})
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ by exactly one insertion, deletion, substitution or adjacent swap."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                                  and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long_[i]:
+        i += 1
+    return short[i:] == long_[i + 1:]
+
+
+def _correct(word: str) -> str:
+    if len(word) < 5 or word in NOT_TYPOS or word in TYPO_TARGETS:
+        return word
+    hits = [t for t in TYPO_TARGETS if _one_edit(word, t)]
+    return hits[0] if len(hits) == 1 else word
+
+
 def _normalise(s: str) -> str:
     s = s.lower().replace("&", " and ").replace("/", " / ")
     s = re.sub(r"[^\w\s'/-]", " ", s)
-    return re.sub(r"\s+", " ", s).strip()
+    return " ".join(_correct(w) for w in s.split())
 
 
 def _phrase_regex(words: dict[str, str]) -> re.Pattern[str]:
@@ -213,3 +249,70 @@ def combine(parsed: Sequence[Attributes]) -> Attributes:
 def parse_track(sentences: Sequence[str]) -> Attributes:
     """Attributes of a track or query from all of its sentences together (vote, see :func:`combine`)."""
     return combine([parse_sentence(s) for s in sentences])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Measuring the parser on synthetic data (exact truth)
+
+
+def expected_manoeuvre(label: str) -> str:
+    """The parser's class for a synthetic manoeuvre label (a lane change counts as going straight)."""
+    return "straight" if label == "lane_change" else label
+
+
+def measure_on_synthetic(data_root: str | Any) -> dict[str, Any]:
+    """Accuracy of the parser against ``synthetic-labels.json``, per sentence and per track (vote of its
+    sentences), on train-track sentences and test queries (via ``test-gt.json``); with confusion examples."""
+    from pathlib import Path
+
+    from lib.io import read_json
+
+    root = Path(data_root)
+    labels = read_json(root / "synthetic-labels.json")
+    groups: list[tuple[str, str, list[str]]] = []  # (split, track uuid, sentences)
+    for uuid, t in read_json(root / "train-tracks.json").items():
+        groups.append(("train", uuid, t["nl"]))
+    gt_path = root / "test-gt.json"
+    if gt_path.exists():
+        gt = read_json(gt_path)
+        for qid, sents in read_json(root / "test-queries.json").items():
+            if qid in gt:
+                groups.append(("test", gt[qid], sents))
+    fields_ = ("colour", "type", "manoeuvre")
+    out: dict[str, Any] = {}
+    examples: list[dict[str, Any]] = []
+    for split in ("train", "test"):
+        sel = [g for g in groups if g[0] == split]
+        if not sel:
+            continue
+        s_ok = dict.fromkeys(fields_, 0)
+        c_ok = dict.fromkeys(fields_, 0)  # on sentences without annotator noise
+        t_ok = dict.fromkeys(fields_, 0)
+        n_s = n_clean = 0
+        for _, uuid, sents in sel:
+            lab = labels[uuid]
+            truth = {"colour": lab["colour"], "type": lab["type"], "manoeuvre": expected_manoeuvre(lab["manoeuvre"])}
+            parsed = [parse_sentence(s) for s in sents]
+            meta = lab.get("sentences") if split == "train" else None
+            for j, (s, a) in enumerate(zip(sents, parsed)):
+                n_s += 1
+                noisy = bool(meta[j].get("noise")) if meta and j < len(meta) else None
+                n_clean += noisy is False
+                got = {"colour": a.colour, "type": a.vehicle_type, "manoeuvre": a.manoeuvre}
+                for f in fields_:
+                    s_ok[f] += got[f] == truth[f]
+                    c_ok[f] += noisy is False and got[f] == truth[f]
+                    if got[f] != truth[f] and len(examples) < 30:
+                        examples.append({"split": split, "field": f, "truth": truth[f], "parsed": got[f],
+                                         "sentence": s})
+            tr = combine(parsed)
+            got = {"colour": tr.colour, "type": tr.vehicle_type, "manoeuvre": tr.manoeuvre}
+            for f in fields_:
+                t_ok[f] += got[f] == truth[f]
+        out[split] = {"sentences": n_s, "tracks": len(sel),
+                      "sentence_accuracy": {f: s_ok[f] / n_s for f in fields_},
+                      "clean_sentences": n_clean,
+                      "clean_sentence_accuracy": {f: c_ok[f] / n_clean for f in fields_} if n_clean else None,
+                      "track_accuracy": {f: t_ok[f] / len(sel) for f in fields_}}
+    out["errors"] = examples
+    return out
