@@ -70,14 +70,20 @@ def warmup_factor(step: int, steps_per_epoch: int, warm_epochs: float, dataset_l
 
 def instance_loss(v: torch.Tensor, t: torch.Tensor, visual_logits: torch.Tensor, text_logits: torch.Tensor,
                   ids: torch.Tensor, logit_scale: torch.Tensor, kind: Literal["dd", "clip"] = "dd",
-                  same_id: Literal["zero_logit", "exclude"] = "zero_logit") -> dict[str, torch.Tensor]:
-    """All terms for one batch; ``v``, ``t`` are the raw 512-d embeddings (normalised here)."""
+                  same_id: Literal["zero_logit", "exclude"] = "zero_logit",
+                  ids_contrastive: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """All terms for one batch; ``v``, ``t`` are the raw 512-d embeddings (normalised here).
+
+    Under DDP ``v``/``t`` are the gathered global batch and ``ids_contrastive`` its ids, while the logits and
+    ``ids`` are this rank's shard; in one process both are the same batch.
+    """
     v = F.normalize(v, dim=1)
     t = F.normalize(t, dim=1)
     if kind == "dd":
         con = dd_loss(v, t, logit_scale)
     elif kind == "clip":
-        con = sample_contrastive_loss(v, t, logit_scale, ids, same_id)
+        con = sample_contrastive_loss(v, t, logit_scale, ids if ids_contrastive is None else ids_contrastive,
+                                      same_id)
     else:
         raise ValueError(f"loss: unknown kind {kind!r}; expected 'dd' or 'clip'")
     idl = id_loss(visual_logits, text_logits, ids)

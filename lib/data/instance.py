@@ -24,6 +24,7 @@ Everything here follows the second codebase of the 2021 winner (``../shared/refe
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -164,6 +165,15 @@ def crop_frame(frame: np.ndarray, box: Sequence[float], pad: float, crop_size: i
     return Image.fromarray(np.ascontiguousarray(crop)).resize((crop_size, crop_size), Image.BICUBIC)
 
 
+def _gallery_crop(img: Image.Image, box: Sequence[float], pad: float, crop_size: int) -> np.ndarray:
+    return np.asarray(crop_frame(np.asarray(img), box, pad, crop_size), dtype=np.uint8)
+
+
+def gallery_crop_fn(pad: float, crop_size: int) -> Any:
+    """Picklable ``crop_fn(pil_image, box) -> uint8 HWC`` for ``lib.gallery`` (the Part Two crop)."""
+    return functools.partial(_gallery_crop, pad=pad, crop_size=crop_size)
+
+
 # --- transforms ------------------------------------------------------------------------------------------------
 def to_normalised_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
     """ToTensor + Normalize(0.5, 0.5): uint8 HWC -> float CHW in [-1, 1]."""
@@ -215,6 +225,11 @@ def train_transform(img: Image.Image, crop_size: int, rng: random.Random, pad_pi
 
 def eval_transform(img: Image.Image) -> torch.Tensor:
     return to_normalised_tensor(img)
+
+
+def normalise_batch(crops: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]``: ToTensor + Normalize(0.5, 0.5), on the crops' device."""
+    return (crops.permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
 
 
 # --- the training dataset --------------------------------------------------------------------------------------
