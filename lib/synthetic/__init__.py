@@ -6,10 +6,18 @@ colours, manoeuvres and optional sentences). Command line: ``python -m lib.synth
 --out DIR``.
 """
 
-from lib.synthetic.generate import GENERATOR_VERSION, dataset_matches, ensure_dataset, generate
+from lib.synthetic.dataset import (
+    GENERATOR_VERSION,
+    camera_background,
+    dataset_matches,
+    ensure_dataset,
+    generate,
+    settings_of,
+)
 from lib.synthetic.plan import TrackSpec, difficulty
 from lib.synthetic.presets import PRESETS, ScenarioSpec, Settings, resolve
 from lib.synthetic.vocab import BLOCK_MANOEUVRES, COLOURS, MANOEUVRES, TYPES
 
 __all__ = ["BLOCK_MANOEUVRES", "COLOURS", "GENERATOR_VERSION", "MANOEUVRES", "PRESETS", "TYPES", "ScenarioSpec",
-           "Settings", "TrackSpec", "dataset_matches", "difficulty", "ensure_dataset", "generate", "resolve"]
+           "Settings", "TrackSpec", "camera_background", "dataset_matches", "difficulty", "ensure_dataset", "generate",
+           "resolve", "settings_of"]

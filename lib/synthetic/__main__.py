@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lib.synthetic.generate import generate
+from lib.synthetic.dataset import generate
 from lib.synthetic.presets import PRESETS
 
 

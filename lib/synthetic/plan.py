@@ -69,13 +69,13 @@ def _colour_set(rng: np.random.Generator, k: int) -> list[str]:
     return out[:k]
 
 
-def _camera_for(rng: np.random.Generator, scenes: list[CameraScene], manoeuvre: str, prefer_role: str | None
-                ) -> CameraScene:
-    ok = [s for s in scenes if manoeuvre in s.manoeuvres]
+def _camera_for(rng: np.random.Generator, scenes: list[CameraScene], manoeuvre: str, vtype: str,
+                prefer_role: str | None) -> CameraScene:
+    ok = [s for s in scenes if manoeuvre in s.manoeuvres_for(vtype)]
     pref = [s for s in ok if prefer_role is None or s.scenario.role == prefer_role]
     pool = pref or ok
     if not pool:
-        raise ValueError(f"no camera offers manoeuvre {manoeuvre!r}")
+        raise ValueError(f"no camera offers a {vtype} doing {manoeuvre!r}")
     return pool[int(rng.integers(len(pool)))]
 
 
@@ -93,18 +93,20 @@ def plan_specs(scenes: list[CameraScene], n_train: int, n_test: int, unseen_shar
     specs: list[TrackSpec] = []
     for _ in range(n_train):
         cam = train_cams[int(rng.integers(len(train_cams)))]
-        man = _weighted(rng, TRAIN_MANOEUVRE_WEIGHTS, cam.manoeuvres)
-        specs.append(TrackSpec(cam.name, _weighted(rng, type_w), _weighted(rng, colour_w), man, "train"))
+        vtype = _weighted(rng, {t: w for t, w in type_w.items() if cam.manoeuvres_for(t)})
+        man = _weighted(rng, TRAIN_MANOEUVRE_WEIGHTS, cam.manoeuvres_for(vtype))
+        specs.append(TrackSpec(cam.name, vtype, _weighted(rng, colour_w), man, "train"))
 
     test_cells: list[tuple[str, str, str]] = []
     blocks: list[list[tuple[str, str, str]]] = []
-    available = {m for s in test_cams for m in s.manoeuvres}
-    block_mans = [m for m in BLOCK_MANOEUVRES if m in available]
+    offered = {t: {m for s in test_cams for m in s.manoeuvres_for(t)} for t in TYPES}
+    block_types = {t: w for t, w in type_w.items() if len(offered[t] & set(BLOCK_MANOEUVRES)) >= 3}
     remaining = n_test
-    while remaining >= 9 and len(block_mans) >= 3:
+    while remaining >= 9 and block_types:
+        vtype = _weighted(rng, block_types)
+        block_mans = [m for m in BLOCK_MANOEUVRES if m in offered[vtype]]
         shapes = [(r, c) for r in (3, 4) for c in (3, 4) if r * c <= remaining and c <= len(block_mans)]
         r, c = shapes[int(rng.integers(len(shapes)))]
-        vtype = _weighted(rng, type_w)
         colours = _colour_set(rng, r)
         mans = [block_mans[i] for i in sorted(rng.choice(len(block_mans), size=c, replace=False))]
         block = [(vtype, col, man) for col in colours for man in mans]
@@ -116,11 +118,12 @@ def plan_specs(scenes: list[CameraScene], n_train: int, n_test: int, unseen_shar
             block = blocks[int(rng.integers(len(blocks)))]
             test_cells.append(block[int(rng.integers(len(block)))])
         else:  # too few test tracks for blocks
-            man = _weighted(rng, TRAIN_MANOEUVRE_WEIGHTS, available)
-            test_cells.append((_weighted(rng, type_w), _weighted(rng, colour_w), man))
+            vtype = _weighted(rng, {t: w for t, w in type_w.items() if offered[t]})
+            man = _weighted(rng, TRAIN_MANOEUVRE_WEIGHTS, offered[vtype])
+            test_cells.append((vtype, _weighted(rng, colour_w), man))
     for vtype, colour, man in test_cells:
         role = "test" if rng.random() < unseen_share else "mixed"
-        cam = _camera_for(rng, test_cams, man, role)
+        cam = _camera_for(rng, test_cams, man, vtype, role)
         specs.append(TrackSpec(cam.name, vtype, colour, man, "test"))
     order = rng.permutation(len(specs))
     train = [specs[i] for i in order if specs[i].split == "train"]

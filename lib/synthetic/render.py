@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from lib.synthetic.avi import MjpegAviWriter
 from lib.synthetic.presets import Settings
 from lib.synthetic.traffic import (
     Motion,
@@ -30,6 +30,8 @@ from lib.synthetic.traffic import (
 from lib.synthetic.vehicles import draw_shadow, draw_vehicle, model, project_vehicle
 from lib.synthetic.vocab import COLOURS, TYPES
 from lib.synthetic.world import CameraScene, build_camera, rng_for
+
+GAP_FRAMES = 6  # a vehicle stays annotated through dips below the size threshold this short
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,11 @@ def _target_len(settings: Settings, rng: np.random.Generator) -> int:
 def _plan_vehicle(scene: CameraScene, v: VehicleJob, settings: Settings, seed: int, prev: tuple[Any, int] | None):
     """Route, motion, projection and annotated window of one vehicle (independent of its start time)."""
     rng = rng_for(seed, 10, scene.camera_index, v.index)
-    routes = scene.routes_for(v.manoeuvre)
+    routes = scene.routes_for(v.manoeuvre, v.vtype) if v.track else \
+        [r for r in scene.all_routes if r.manoeuvre == v.manoeuvre]
     if not routes:
-        raise ValueError(f"camera {scene.name} has no usable route for manoeuvre {v.manoeuvre!r} "
-                         f"(it offers {sorted(scene.manoeuvres)})")
+        raise ValueError(f"camera {scene.name} has no usable route for a {v.vtype} doing {v.manoeuvre!r} "
+                         f"(it offers {sorted(scene.manoeuvres_for(v.vtype))})")
     order = [int(i) for i in rng.permutation(len(routes))]
     platoon = prev is not None and rng.random() < settings.platoon
     if platoon:
@@ -78,18 +81,19 @@ def _plan_vehicle(scene: CameraScene, v: VehicleJob, settings: Settings, seed: i
                            settings.stop_wait_max))
     target = _target_len(settings, rng)
     cm = model(v.vtype)
-    for i in order:
+    # Second pass: accept a turn, lane change or stop that is at least 60% in view (else the route is rejected).
+    for i, min_cover in [(i, 0.8) for i in order] + [(i, 0.6) for i in order]:
         motion = simulate(routes[i], v.vtype, cruise, wait)
         proj = project_vehicle(cm, motion.pos, motion.heading, scene.cam, scene.style.sun_vec)
         ok, on_screen = visibility(proj, scene.cam)
-        run = longest_run(ok)
-        if run is None:
-            continue
         if not v.track:
             return motion, proj, on_screen, None, platoon
+        run = longest_run(ok, max_gap=GAP_FRAMES)
+        if run is None:
+            continue
         need_key = v.manoeuvre != "straight"
         cap = settings.max_track_frames
-        window = choose_window(run, key_frames(motion), target, rng, need_key)
+        window = choose_window(run, key_frames(motion), target, rng, need_key, min_cover)
         if window is None:
             continue
         if window[1] - window[0] + 1 > cap:  # keep the key event, cut the rest
@@ -124,7 +128,7 @@ def run_camera(job: CameraJob) -> dict[str, Any]:
     motions = [p[1] for p in planned]
     tracks: dict[str, Any] = {}
     last_frame = 0
-    for v, m, _proj, on_screen, window in planned:
+    for v, m, proj, on_screen, window in planned:
         shown = np.nonzero(on_screen)[0]
         if len(shown):
             last_frame = max(last_frame, m.t0 + int(shown[-1]))
@@ -145,7 +149,7 @@ def run_camera(job: CameraJob) -> dict[str, Any]:
             ctx[name] = None if j is None else _describe_other(planned[j][0])
         boxes = []
         for k in local:
-            x0, y0, x1, y1 = _proj.bbox[k]
+            x0, y0, x1, y1 = proj.bbox[k]
             bx0 = int(np.clip(math.floor(x0), 0, settings.width - 1))
             by0 = int(np.clip(math.floor(y0), 0, settings.height - 1))
             bx1 = int(np.clip(math.ceil(x1), bx0 + 1, settings.width))
@@ -159,11 +163,13 @@ def run_camera(job: CameraJob) -> dict[str, Any]:
             "stopped_frames": 0 if m.stop_frames is None else int(m.stop_frames[1] - m.stop_frames[0] + 1),
         }
     n_frames = max(last_frame + 1, max((t["frames"][-1] for t in tracks.values()), default=0))
+    on_screen_total = sum(int(np.count_nonzero(p[3])) for p in planned)
     if job.video_path is not None:
         _render(scene, planned, n_frames, Path(job.video_path), settings)
     return {"camera": scene.name, "rel_dir": scene.rel_dir, "n_frames": int(n_frames),
             "n_vehicles": len(job.vehicles), "n_tracks": len(tracks), "tracks": tracks,
-            "manoeuvres": sorted(scene.manoeuvres), "layout": scene.layout.kind}
+            "manoeuvres": sorted(scene.manoeuvres), "layout": scene.layout.kind,
+            "mean_on_screen": round(on_screen_total / max(1, n_frames), 2)}
 
 
 def _render(scene: CameraScene, planned: list, n_frames: int, path: Path, settings: Settings) -> None:
@@ -176,12 +182,7 @@ def _render(scene: CameraScene, planned: list, n_frames: int, path: Path, settin
                 per_frame[f].append((i, int(k)))
     shadow = tuple(float(c) * 0.5 for c in np.asarray(scene.style.asphalt[::-1]) * scene.style.light_bgr)
     light = scene.style.light_bgr
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), settings.fps,
-                             (settings.width, settings.height))
-    if not writer.isOpened():
-        raise OSError(f"{path}: OpenCV cannot open an MJPG video writer")
-    writer.set(cv2.VIDEOWRITER_PROP_QUALITY, settings.jpeg_quality)
+    writer = MjpegAviWriter(path, settings.width, settings.height, settings.fps, settings.jpeg_quality)
     try:
         for f in range(n_frames):
             img = bg.copy()
@@ -194,4 +195,4 @@ def _render(scene: CameraScene, planned: list, n_frames: int, path: Path, settin
                 draw_vehicle(img, model(v.vtype), planned[i][2], k, COLOURS[v.colour].rgb, light)
             writer.write(img)
     finally:
-        writer.release()
+        writer.close()

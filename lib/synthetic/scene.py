@@ -260,7 +260,7 @@ def place_camera(layout: Layout, width: int, height: int, rng: np.random.Generat
         a0, a1 = angles[k], angles[(k + 1) % len(angles)] + (2 * math.pi if k + 1 == len(angles) else 0)
         # A tee's open side: stand in its middle; else somewhere in the corner.
         phi = (a0 + a1) / 2 if a1 - a0 > math.pi * 1.01 else a0 + (a1 - a0) * float(rng.uniform(0.3, 0.7))
-        dist = float(rng.uniform(26.0, 38.0))
+        dist = float(rng.uniform(28.0, 42.0))
         height_m = float(rng.uniform(8.0, 13.0))
         pos = np.array([dist * math.cos(phi), dist * math.sin(phi), height_m])
         target = np.array([*rng.uniform(-4.0, 4.0, 2), 0.0])

@@ -148,23 +148,42 @@ class Placed:
         raise RuntimeError(f"could not schedule a {m.vtype} on route {m.route.name} without collisions")
 
 
-def visibility(proj: Projected, cam: Camera, min_h: float = 0.07, min_w: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: whether the vehicle is annotatable (in front, >= 90% of its box inside the frame, box at least
-    ``min_h`` of the frame height and ``min_w`` of its width: the real boxes' 5th percentiles are about 0.09 and
-    0.06), and whether any of it is on screen (to draw it)."""
-    x0, y0, x1, y1 = proj.bbox.T
+def box_visibility(bbox: np.ndarray, min_depth: np.ndarray, cam: Camera, min_h: float = 0.06, min_w: float = 0.04
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: whether a vehicle with unclipped boxes (T, 4: x0, y0, x1, y1) is annotatable (in front, >= 90% of
+    its box inside the frame, box at least ``min_h`` of the frame height and ``min_w`` of its width: the real boxes'
+    5th percentiles are about 0.09 and 0.06), and whether any of it is on screen (to draw it)."""
+    x0, y0, x1, y1 = bbox.T
     area = np.maximum(x1 - x0, 1e-6) * np.maximum(y1 - y0, 1e-6)
     cx0, cy0 = np.clip(x0, 0, cam.width), np.clip(y0, 0, cam.height)
     cx1, cy1 = np.clip(x1, 0, cam.width), np.clip(y1, 0, cam.height)
     inside = np.maximum(cx1 - cx0, 0) * np.maximum(cy1 - cy0, 0) / area
-    front = proj.min_depth > 0.5
+    front = min_depth > 0.5
     ok = front & (inside >= 0.9) & ((y1 - y0) >= min_h * cam.height) & ((x1 - x0) >= min_w * cam.width)
     on_screen = front & (inside > 0)
     return ok, on_screen
 
 
-def longest_run(mask: np.ndarray) -> tuple[int, int] | None:
-    """The longest run of True as (start, end) inclusive, or None."""
+def visibility(proj: Projected, cam: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """``box_visibility`` of a projected vehicle, judged on its 3D bounding box (as the route check does)."""
+    return box_visibility(proj.hull_bbox, proj.hull_depth, cam)
+
+
+def fill_gaps(mask: np.ndarray, max_gap: int) -> np.ndarray:
+    """``mask`` with runs of at most ``max_gap`` False between two True set to True (brief dips below the size
+    threshold do not end a track, as a tracker keeps a vehicle through them)."""
+    out = mask.copy()
+    idx = np.nonzero(mask)[0]
+    for a, b in zip(idx[:-1], idx[1:]):
+        if 1 < b - a <= max_gap + 1:
+            out[a:b] = True
+    return out
+
+
+def longest_run(mask: np.ndarray, max_gap: int = 0) -> tuple[int, int] | None:
+    """The longest run of True as (start, end) inclusive (gaps up to ``max_gap`` filled first), or None."""
+    if max_gap:
+        mask = fill_gaps(mask, max_gap)
     best, start = None, None
     for i, v in enumerate(np.append(mask, False)):
         if v and start is None:
@@ -191,12 +210,12 @@ def key_frames(m: Motion) -> tuple[int, int] | None:
 
 
 def choose_window(run: tuple[int, int], key: tuple[int, int] | None, target_len: int, rng: np.random.Generator,
-                  need_key: bool) -> tuple[int, int] | None:
+                  need_key: bool, min_cover: float = 0.8) -> tuple[int, int] | None:
     """The annotated frames: a window of about ``target_len`` frames of the visible run that shows the key event."""
     a, b = run
     if key is not None:
         k0, k1 = max(a, key[0]), min(b, key[1])
-        if need_key and (k1 < k0 or (k1 - k0 + 1) < 0.8 * (key[1] - key[0] + 1)):
+        if need_key and (k1 < k0 or (k1 - k0 + 1) < min_cover * (key[1] - key[0] + 1)):
             return None
         lo, hi = k0, k1
     elif need_key:

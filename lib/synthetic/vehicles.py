@@ -198,6 +198,7 @@ class CompiledModel:
     role_bed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     unshaded: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     main_faces: list[int] = field(default_factory=list)
+    corners: np.ndarray = field(default_factory=lambda: np.zeros((8, 3)))  # 3D bounding box
     details_of: dict[int, list[int]] = field(default_factory=dict)
 
     @classmethod
@@ -235,7 +236,9 @@ class CompiledModel:
                 details[f.parent].append(j)
         return cls(vtype, v, faces, np.asarray(m.part_of), np.asarray(normals), np.asarray(cents), foot, base,
                    roles == "body", roles == "bed", np.isin(roles, ["headlight", "taillight", "tyre", "hub"]),
-                   [i for i, f in enumerate(faces) if f.layer < 2], details)
+                   main_faces=[i for i, f in enumerate(faces) if f.layer < 2], details_of=details,
+                   corners=np.array([[x, y, z] for x in (v[:, 0].min(), v[:, 0].max())
+                                     for y in (v[:, 1].min(), v[:, 1].max()) for z in (v[:, 2].min(), v[:, 2].max())]))
 
 
 _MODELS: dict[str, CompiledModel] = {}
@@ -265,6 +268,8 @@ class Projected:
     part_depth: np.ndarray  # (T, n_parts)
     shadow: np.ndarray  # (T, 4..8, 2) pixels of the shadow polygon
     bbox: np.ndarray  # (T, 4) x0, y0, x1, y1 (unclipped, float)
+    hull_bbox: np.ndarray  # (T, 4) box of the projected 3D bounding box (decides annotatability)
+    hull_depth: np.ndarray  # (T,) nearest depth of the 3D bounding box
 
 
 def project_vehicle(cm: CompiledModel, pos: np.ndarray, heading: np.ndarray, cam: Camera,
@@ -294,8 +299,17 @@ def project_vehicle(cm: CompiledModel, pos: np.ndarray, heading: np.ndarray, cam
     pts = np.concatenate([foot, foot + push[None, None, :]], axis=1)  # (T, 8, 2)
     shadow_uv, _ = cam.project(np.concatenate([pts, np.zeros(pts.shape[:2] + (1,))], axis=-1))
     bbox = np.concatenate([uv.min(axis=1), uv.max(axis=1)], axis=1)
+    hull_uv, hull_depth = project_corners(cm, pos, heading, cam)
+    hull = np.concatenate([hull_uv.min(axis=1), hull_uv.max(axis=1)], axis=1)
     return Projected(uv.astype(np.float32), depth.min(axis=1), visible, shade, part_depth,
-                     shadow_uv.astype(np.float32), bbox)
+                     shadow_uv.astype(np.float32), bbox, hull, hull_depth.min(axis=1))
+
+
+def project_corners(cm: CompiledModel, pos: np.ndarray, heading: np.ndarray, cam: Camera
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (T, 8, 2) and depths (T, 8) of the vehicle's 3D bounding box at positions (T, 2), headings (T,)."""
+    world = _rotate(cm.corners, heading) + np.concatenate([pos, np.zeros((len(pos), 1))], axis=1)[:, None, :]
+    return cam.project(world)
 
 
 _SHIFT = 4

@@ -15,8 +15,9 @@ import numpy as np
 from lib.synthetic.background import Prop, Style, make_props, make_style, paint_ground, render_background
 from lib.synthetic.presets import ScenarioSpec, Settings
 from lib.synthetic.scene import STEP, Camera, Layout, Route, make_layout, make_routes, place_camera
-from lib.synthetic.traffic import visibility
-from lib.synthetic.vehicles import model, project_vehicle
+from lib.synthetic.traffic import box_visibility, longest_run
+from lib.synthetic.vehicles import model, project_corners
+from lib.synthetic.vocab import TYPES
 
 MIN_VISIBLE_M = 14.0
 
@@ -36,7 +37,9 @@ class CameraScene:
     style: Style
     props: list[Prop]
     cam: Camera
-    routes: list[Route]  # usable routes only
+    routes: list[Route]  # routes usable by some vehicle type
+    usable: dict[str, list[Route]]  # vehicle type -> usable routes
+    all_routes: list[Route]  # every route of the layout (unannotated traffic drives them all)
     ground_res: float
     seed: int
 
@@ -53,8 +56,11 @@ class CameraScene:
     def manoeuvres(self) -> set[str]:
         return {r.manoeuvre for r in self.routes}
 
-    def routes_for(self, manoeuvre: str) -> list[Route]:
-        return [r for r in self.routes if r.manoeuvre == manoeuvre]
+    def manoeuvres_for(self, vtype: str) -> set[str]:
+        return {r.manoeuvre for r in self.usable[vtype]}
+
+    def routes_for(self, manoeuvre: str, vtype: str) -> list[Route]:
+        return [r for r in self.usable[vtype] if r.manoeuvre == manoeuvre]
 
     def background(self) -> tuple[np.ndarray, np.ndarray]:
         """The empty frame (BGR) and the image-space road mask."""
@@ -63,20 +69,25 @@ class CameraScene:
         return render_background(self.layout, self.style, self.props, self.cam, ground, mask, self.ground_res)
 
 
-def _usable(route: Route, cam: Camera, sun: np.ndarray) -> bool:
+def _usable(route: Route, cam: Camera, vtype: str) -> bool:
+    """Whether a vehicle of ``vtype`` on ``route`` is annotatable long enough, with its key event in view (the same
+    rule as the annotation window, on the vehicle's 3D bounding box)."""
     idx = np.arange(0, len(route.pts), int(round(1.0 / STEP)))
-    proj = project_vehicle(model("sedan"), route.pts[idx], route.heading[idx], cam, sun)
-    ok, _ = visibility(proj, cam)
-    s = idx * STEP
-    if ok.sum() < MIN_VISIBLE_M:
+    uv, depth = project_corners(model(vtype), route.pts[idx], route.heading[idx], cam)
+    ok, _ = box_visibility(np.concatenate([uv.min(1), uv.max(1)], 1), depth.min(1), cam)
+    run = longest_run(ok, max_gap=4)
+    if run is None or run[1] - run[0] + 1 < MIN_VISIBLE_M:
         return False
+    s = idx * STEP
+    in_run = np.zeros(len(idx), bool)
+    in_run[run[0]:run[1] + 1] = True
     if route.manoeuvre in ("left", "right", "lane_change"):
         k = (s >= route.key[0]) & (s <= route.key[1])
-        return bool(ok[k].mean() >= 0.9)
+        return bool(in_run[k].mean() >= 0.95)
     if route.manoeuvre == "stop":
         assert route.stop_at is not None
-        k = (s >= route.stop_at - 16.0) & (s <= route.stop_at - 2.0)
-        return bool(ok[k].all())
+        k = (s >= route.stop_at - 18.0) & (s <= route.stop_at - 1.0)
+        return bool(in_run[k].all())
     return True
 
 
@@ -91,9 +102,12 @@ def build_camera(settings: Settings, seed: int, camera_index: int) -> CameraScen
     style = make_style(srng)
     props = make_props(layout, style, srng)
     cam = place_camera(layout, settings.width, settings.height, rng_for(seed, 2, camera_index))
-    routes = [r for r in make_routes(layout) if _usable(r, cam, style.sun_vec)]
+    all_routes = make_routes(layout)
+    usable = {vt: [r for r in all_routes if _usable(r, cam, vt)] for vt in TYPES}
+    routes = [r for r in all_routes if any(r in rs for rs in usable.values())]
     res = float(np.clip(0.1 * 640 / settings.width, 0.06, 0.2))
-    return CameraScene(spec, sc_index, cam_id, camera_index, layout, style, props, cam, routes, res, seed)
+    return CameraScene(spec, sc_index, cam_id, camera_index, layout, style, props, cam, routes, usable, all_routes,
+                       res, seed)
 
 
 def camera_index_of(settings: Settings, camera: str) -> int:

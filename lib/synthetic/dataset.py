@@ -125,9 +125,9 @@ def generate(preset: str = "tiny", seed: int = 0, out: str | os.PathLike[str] | 
         for i, sp in enumerate(specs):
             sp.check(i)
             cam = by_name.get(sp.camera) or scenes[camera_index_of(settings, sp.camera)]
-            if sp.manoeuvre not in cam.manoeuvres:
-                raise ValueError(f"track spec #{i} ({sp.camera}): camera cannot show manoeuvre {sp.manoeuvre!r}; "
-                                 f"it offers {sorted(cam.manoeuvres)}")
+            if sp.manoeuvre not in cam.manoeuvres_for(sp.type):
+                raise ValueError(f"track spec #{i} ({sp.camera}): the camera cannot show a {sp.type} doing "
+                                 f"{sp.manoeuvre!r}; it offers {sorted(cam.manoeuvres_for(sp.type))}")
     specs = [sp if sp.camera in by_name else TrackSpec(scenes[camera_index_of(settings, sp.camera)].name, sp.type,
                                                        sp.colour, sp.manoeuvre, sp.split, sp.sentences)
              for sp in specs]
@@ -155,10 +155,10 @@ def generate(preset: str = "tiny", seed: int = 0, out: str | os.PathLike[str] | 
             continue
         n_traffic = int(round(settings.traffic_share * len(vehicles)))
         for k in range(n_traffic):
-            mans = sorted(scene.manoeuvres)
+            vt = list(TYPES)[int(traffic_rng.choice(len(TYPES), p=type_w / type_w.sum()))]
+            mans = sorted({r.manoeuvre for r in scene.all_routes})
             w = np.array([{"straight": 0.5, "left": 0.15, "right": 0.15, "stop": 0.1, "lane_change": 0.1}[m]
                           for m in mans])
-            vt = list(TYPES)[int(traffic_rng.choice(len(TYPES), p=type_w / type_w.sum()))]
             col = list(COLOURS)[int(traffic_rng.choice(len(COLOURS), p=colour_w / colour_w.sum()))]
             man = mans[int(traffic_rng.choice(len(mans), p=w / w.sum()))]
             pos = int(traffic_rng.integers(len(vehicles) + 1))
@@ -201,7 +201,7 @@ def _write(tmp: Path, settings: Settings, seed: int, specs: list[TrackSpec], uui
             tracks[u] = {**tr, "rel_dir": res["rel_dir"], "camera": res["camera"]}
         cam_info[res["rel_dir"]] = {"camera": res["camera"], "layout": res["layout"], "n_frames": res["n_frames"],
                                     "n_vehicles": res["n_vehicles"], "n_tracks": res["n_tracks"],
-                                    "manoeuvres": res["manoeuvres"]}
+                                    "manoeuvres": res["manoeuvres"], "mean_on_screen": res["mean_on_screen"]}
     role = {s.rel_dir: s.scenario.role for s in scenes}
     for rel, info in cam_info.items():
         info["role"] = role[rel]
@@ -298,3 +298,20 @@ def ensure_dataset(preset: str = "tiny", seed: int = 0, out: str | os.PathLike[s
         return {"out": str(out_path.resolve()), "preset": preset, "seed": int(seed), "counts": info["counts"],
                 "difficulty": info["difficulty"], "track_frames": info["track_frames"], "reused": True}
     return generate(preset, seed, out_path, overwrite=True, progress=progress, **overrides)
+
+
+def settings_of(data_root: str | os.PathLike[str]) -> tuple[Settings, int]:
+    """The resolved settings and seed a synthetic dataset was generated with (from its ``dataset.json``)."""
+    info = read_json(Path(data_root) / "dataset.json")
+    if info.get("generator") != "lib.synthetic":
+        raise ValueError(f"{data_root}/dataset.json: not a synthetic dataset")
+    return resolve(info["preset"], **info.get("overrides", {})), int(info["seed"])
+
+
+def camera_background(data_root: str | os.PathLike[str], camera: str) -> np.ndarray:
+    """The empty frame (BGR, no vehicles) of a synthetic dataset's camera (``S01/c001`` or ``train/S01/c001``),
+    rebuilt deterministically from ``dataset.json``."""
+    settings, seed = settings_of(data_root)
+    name = "/".join(camera.split("/")[-2:])
+    bg, _ = build_camera(settings, seed, camera_index_of(settings, name)).background()
+    return bg
