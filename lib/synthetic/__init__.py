@@ -12,6 +12,7 @@ from lib.synthetic.dataset import (
     dataset_matches,
     ensure_dataset,
     generate,
+    prepare_data_root,
     settings_of,
 )
 from lib.synthetic.plan import TrackSpec, difficulty
@@ -20,4 +21,4 @@ from lib.synthetic.vocab import BLOCK_MANOEUVRES, COLOURS, MANOEUVRES, TYPES
 
 __all__ = ["BLOCK_MANOEUVRES", "COLOURS", "GENERATOR_VERSION", "MANOEUVRES", "PRESETS", "TYPES", "ScenarioSpec",
            "Settings", "TrackSpec", "camera_background", "dataset_matches", "difficulty", "ensure_dataset", "generate",
-           "resolve", "settings_of"]
+           "prepare_data_root", "resolve", "settings_of"]

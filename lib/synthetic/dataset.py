@@ -315,3 +315,21 @@ def camera_background(data_root: str | os.PathLike[str], camera: str) -> np.ndar
     name = "/".join(camera.split("/")[-2:])
     bg, _ = build_camera(settings, seed, camera_index_of(settings, name)).background()
     return bg
+
+
+def prepare_data_root(data_root: str | os.PathLike[str], preset: str = "tiny", seed: int = 0, real_data: bool = False,
+                      progress: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Notebook 00's step: with ``real_data`` validate the CityFlow-NL folder at ``data_root`` (raises
+    ``DatasetError`` listing every problem); otherwise generate the synthetic preset there, or reuse it when
+    ``dataset.json`` says it is this preset and seed, then validate it with its videos.
+
+    Returns ``{"data_root", "real_data", "generation" (the generator's report, or None), "validation"}``."""
+    from lib.cityflow import validate_dataset
+
+    root = Path(data_root).expanduser().resolve()
+    generation = None
+    if not real_data:
+        generation = ensure_dataset(preset, seed, root, progress=progress, **overrides)
+    validation = validate_dataset(root, check_frames=not real_data)
+    return {"data_root": str(root), "real_data": bool(real_data), "generation": generation,
+            "validation": validation}

@@ -260,8 +260,8 @@ def place_camera(layout: Layout, width: int, height: int, rng: np.random.Generat
         a0, a1 = angles[k], angles[(k + 1) % len(angles)] + (2 * math.pi if k + 1 == len(angles) else 0)
         # A tee's open side: stand in its middle; else somewhere in the corner.
         phi = (a0 + a1) / 2 if a1 - a0 > math.pi * 1.01 else a0 + (a1 - a0) * float(rng.uniform(0.3, 0.7))
-        dist = float(rng.uniform(28.0, 42.0))
-        height_m = float(rng.uniform(8.0, 13.0))
+        dist = float(rng.uniform(24.0, 34.0))
+        height_m = float(rng.uniform(16.0, 24.0))
         pos = np.array([dist * math.cos(phi), dist * math.sin(phi), height_m])
         target = np.array([*rng.uniform(-4.0, 4.0, 2), 0.0])
         hfov = float(rng.uniform(58.0, 70.0))
@@ -272,7 +272,7 @@ def place_camera(layout: Layout, width: int, height: int, rng: np.random.Generat
         along = (1.0 if rng.random() < 0.5 else -1.0) * float(rng.uniform(18.0, 28.0))
         lateral = side * float(rng.uniform(layout.half_width + 4.0, layout.half_width + 10.0))
         xy = arm.u * along + right_normal(arm.u) * lateral
-        pos = np.array([xy[0], xy[1], float(rng.uniform(8.0, 12.0))])
+        pos = np.array([xy[0], xy[1], float(rng.uniform(15.0, 21.0))])
         t_xy = arm.u * float(rng.uniform(-4.0, 4.0))
         target = np.array([t_xy[0], t_xy[1], 0.0])
         hfov = float(rng.uniform(58.0, 68.0))

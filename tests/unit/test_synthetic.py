@@ -14,6 +14,7 @@ import pytest
 
 import lib.synthetic.dataset as gen_mod
 from lib.cityflow import FRAME_PATH_RE, camera_of, frame_index, validate_dataset
+from lib.paths import ROOT
 from lib.synthetic import (
     COLOURS,
     TYPES,
@@ -347,3 +348,47 @@ def test_mjpeg_avi_writer_roundtrip(tmp_path: Path) -> None:
     assert data[:4] == b"RIFF" and int.from_bytes(data[4:8], "little") == len(data) - 8
     first = data.index(b"00dc") + 8  # every packet is a complete JPEG
     assert data[first:first + 2] == b"\xff\xd8" and b"idx1" in data
+
+
+def test_prepare_data_root_reuses_or_validates(tiny: Path) -> None:
+    from lib.synthetic import prepare_data_root
+
+    rep = prepare_data_root(tiny, preset="tiny", seed=3, progress=False)
+    assert rep["generation"]["reused"] is True and rep["validation"].ok
+    rep = prepare_data_root(tiny, real_data=True)  # as a real folder: validated only
+    assert rep["generation"] is None and rep["validation"].counts["test_tracks"] == 24
+
+
+def test_dataset_card_tables(tiny: Path) -> None:
+    from lib import dataset_card as card
+
+    tracks = card.track_table(tiny)
+    assert len(tracks) == 84 and set(tracks["source"]) == {"labels"}
+    counts = card.counts_table(tiny, tracks)
+    assert counts.loc["total", "train"] == 60 and counts.loc["total", "test"] == 24
+    assert (counts.drop(index="total")["frames"] > 0).all()
+    hist = card.histograms(tracks)
+    assert set(hist) == {"colour", "type", "manoeuvre"}
+    assert all(abs(h["ours"].sum() - 1.0) < 1e-9 for h in hist.values())
+    stats = card.summary(tracks)["ours"]
+    assert stats["tracks"] == 84 and stats["box_h_median_1080"] > 0
+    examples = card.example_sentences(tiny, n=2)
+    assert [e["split"] for e in examples] == ["train", "train", "query", "query"]
+    assert all(e["truth"] is not None and len(e["sentences"]) == 3 for e in examples)
+    tr = json.loads((tiny / "train-tracks.json").read_text())
+    rel = next(iter(tr.values()))["frames"][0]
+    assert card.read_frame(tiny, rel).shape == (180, 320, 3)
+
+
+REAL = ROOT.parent / "shared" / "data" / "cityflow_nl_annotations"
+
+
+@pytest.mark.skipif(not (REAL / "test-queries.json").exists(), reason="real CityFlow-NL annotations not available")
+def test_dataset_card_reads_real_annotations() -> None:
+    from lib import dataset_card as card
+
+    real = card.real_track_table(REAL)
+    assert real is not None
+    queries = real[real["split"] == "query"]
+    assert len(queries) == 530 and queries["type"].notna().mean() > 0.8 and queries["colour"].notna().mean() > 0.8
+    assert (real[real["split"] == "test"]["n_frames"] >= 1).all()
