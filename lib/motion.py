@@ -124,6 +124,19 @@ def fill_from_background(canvas: np.ndarray, background: np.ndarray) -> np.ndarr
     return canvas
 
 
+def compose_map(background: np.ndarray,
+                patches: Sequence[tuple[tuple[int, int, int, int], np.ndarray]]) -> np.ndarray:
+    """The published canvas-then-fill rule computed box by box, in time proportional to the pasted area.
+
+    Equal to pasting ``patches`` (in order) on a zero canvas and then :func:`fill_from_background`: inside each
+    pasted box the last paste decides — its non-black pixels stay, its exactly black pixels show the background."""
+    out = background.copy()
+    for (x0, y0, x1, y1), patch in patches:
+        nonzero = (patch[:, :, 0] | patch[:, :, 1] | patch[:, :, 2]) != 0
+        out[y0:y1, x0:x1] = np.where(nonzero[:, :, None], patch, background[y0:y1, x0:x1])
+    return out
+
+
 def draw_trajectory(img: np.ndarray, boxes: Sequence[Sequence[float]]) -> np.ndarray:
     """Draw the polyline of the box centres (in place; returned)."""
     import cv2
@@ -314,12 +327,12 @@ def build_camera(data_root: str | os.PathLike[str], camera: str, tracks: Sequenc
             background = decode_jpeg(data)
         else:
             background = read_image(bg_file)
-        h, w = background.shape[:2]
+        if background.shape[:2] != (h, w) and h:
+            raise ValueError(f"{bg_file}: background size {background.shape[1]}x{background.shape[0]} differs from "
+                             f"the camera's frames {w}x{h}")
         for ti, t in enumerate(todo):
-            canvas = np.zeros((h, w, 3), np.uint8)
-            for _, (x0, y0, x1, y1), patch in sorted(patches[ti], key=lambda p: p[0]):
-                canvas[y0:y1, x0:x1] = patch
-            fill_from_background(canvas, background)
+            ordered = sorted(patches[ti], key=lambda p: p[0])
+            canvas = compose_map(background, [(box, patch) for _, box, patch in ordered])
             if variant.endswith("trajectory"):
                 draw_trajectory(canvas, t.boxes)
             write_bytes(out / f"{t.uuid}.jpg", encode_jpeg(canvas, jpeg_quality))

@@ -63,6 +63,22 @@ def test_rule_constants() -> None:
     assert box_iou([0, 0, 10, 10], [5, 0, 10, 10]) == pytest.approx(50 / 150)
 
 
+def test_compose_equals_canvas_then_fill() -> None:
+    rng = np.random.default_rng(0)
+    bg = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    for _ in range(20):
+        patches = []
+        for _ in range(int(rng.integers(0, 6))):
+            x0, y0 = int(rng.integers(0, 35)), int(rng.integers(0, 25))
+            x1, y1 = int(rng.integers(x0 + 1, 41)), int(rng.integers(y0 + 1, 31))
+            p = rng.integers(0, 3, (y1 - y0, x1 - x0, 3), dtype=np.uint8) * 100  # many exact zeros
+            patches.append(((x0, y0, x1, y1), p))
+        canvas = np.zeros_like(bg)
+        for (x0, y0, x1, y1), p in patches:
+            canvas[y0:y1, x0:x1] = p
+        assert np.array_equal(motion.compose_map(bg, patches), motion.fill_from_background(canvas, bg))
+
+
 def test_published_maps_equal_the_straightforward_rule(mini: Path, tmp_path: Path) -> None:
     out = tmp_path / "prep" / "motion" / "published"
     report = build_motion_maps(mini, out, workers=2, progress=False)
@@ -204,4 +220,4 @@ def test_tiny_preset_equals_reference(tiny_dataset: Path, tmp_path: Path) -> Non
     assert_same_image(background_path(out, cam), background_path(tmp_path / "ref", cam))
     ref_bg = reference_background(data / cam)
     ours_bg = cv2.imread(str(background_path(out, cam))).astype(int)
-    assert np.abs(ours_bg - ref_bg).mean() < 1.0
+    assert np.abs(ours_bg - ref_bg).mean() < 3.0  # the exact mean vs its JPEG
