@@ -51,6 +51,23 @@ def _uuids(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
+def _jsonable(obj: Any) -> Any:
+    """Overrides as plain JSON values (dataclasses such as ScenarioSpec to dicts, tuples to lists)."""
+    import dataclasses
+    import json
+
+    def conv(o: Any) -> Any:
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return conv(dataclasses.asdict(o))
+        if isinstance(o, dict):
+            return {str(k): conv(v) for k, v in o.items()}
+        if isinstance(o, list | tuple):
+            return [conv(v) for v in o]
+        return o
+
+    return json.loads(json.dumps(conv(obj)))
+
+
 def _workers(settings: Settings, n_jobs: int) -> int:
     if settings.workers > 0:
         return min(settings.workers, max(1, n_jobs))
@@ -254,7 +271,8 @@ def _write(tmp: Path, settings: Settings, seed: int, specs: list[TrackSpec], uui
     }
     dataset = {
         "generator": "lib.synthetic", "version": GENERATOR_VERSION, "preset": settings.preset, "seed": int(seed),
-        "controlled": controlled, "overrides": {k: v for k, v in sorted(overrides.items()) if k != "workers"},
+        "controlled": controlled,
+        "overrides": _jsonable({k: v for k, v in sorted(overrides.items()) if k != "workers"}),
         "resolution": [settings.width, settings.height], "fps": settings.fps, "counts": counts,
         "track_frames": {"min": min(lengths, default=0), "max": max(lengths, default=0),
                          "mean": round(float(np.mean(lengths)), 2) if lengths else 0.0,
@@ -280,7 +298,7 @@ def dataset_matches(root: str | os.PathLike[str], preset: str, seed: int, **over
         info = read_json(path)
     except ValueError:
         return False
-    want = {k: v for k, v in sorted(overrides.items()) if k != "workers"}
+    want = _jsonable({k: v for k, v in sorted(overrides.items()) if k != "workers"})
     return (info.get("generator") == "lib.synthetic" and info.get("version") == GENERATOR_VERSION
             and info.get("preset") == preset and info.get("seed") == int(seed) and not info.get("controlled")
             and info.get("overrides") == want)
@@ -297,7 +315,17 @@ def ensure_dataset(preset: str = "tiny", seed: int = 0, out: str | os.PathLike[s
         info = read_json(out_path / "dataset.json")
         return {"out": str(out_path.resolve()), "preset": preset, "seed": int(seed), "counts": info["counts"],
                 "difficulty": info["difficulty"], "track_frames": info["track_frames"], "reused": True}
+    if out_path.is_dir() and any(out_path.iterdir()) and not _is_synthetic(out_path):
+        raise FileExistsError(f"{out_path}: holds files but no synthetic dataset.json; refusing to replace it (a real "
+                              "CityFlow-NL folder is validated with real_data=True, else choose another folder)")
     return generate(preset, seed, out_path, overwrite=True, progress=progress, **overrides)
+
+
+def _is_synthetic(root: Path) -> bool:
+    try:
+        return read_json(root / "dataset.json").get("generator") == "lib.synthetic"
+    except (FileNotFoundError, ValueError, AttributeError):
+        return False
 
 
 def settings_of(data_root: str | os.PathLike[str]) -> tuple[Settings, int]:

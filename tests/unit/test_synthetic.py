@@ -392,3 +392,12 @@ def test_dataset_card_reads_real_annotations() -> None:
     queries = real[real["split"] == "query"]
     assert len(queries) == 530 and queries["type"].notna().mean() > 0.8 and queries["colour"].notna().mean() > 0.8
     assert (real[real["split"] == "test"]["n_frames"] >= 1).all()
+
+
+def test_ensure_dataset_never_replaces_a_foreign_folder(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "train-tracks.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="refusing to replace"):
+        ensure_dataset("tiny", 0, real, progress=False)
+    assert (real / "train-tracks.json").read_text() == "{}"
