@@ -95,6 +95,20 @@ def _run_jobs(jobs: list[CameraJob], workers: int, progress: bool) -> list[dict[
     return results
 
 
+def _remove_stale_partials(out: Path) -> None:
+    """Delete ``.NAME.partial-PID`` folders beside ``out`` left by a generation that was killed (its PID is gone)."""
+    if not out.parent.is_dir():
+        return
+    for p in out.parent.glob(f".{out.name}.partial-*"):
+        try:
+            pid = int(p.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            continue
+
+
 def _place(tmp: Path, out: Path, overwrite: bool) -> None:
     if out.exists():
         if out.is_dir() and not any(out.iterdir()):
@@ -162,6 +176,7 @@ def generate(preset: str = "tiny", seed: int = 0, out: str | os.PathLike[str] | 
     type_w = np.array([t.weight for t in TYPES.values()])
     colour_w = np.array([c.weight for c in COLOURS.values()])
     jobs: list[CameraJob] = []
+    _remove_stale_partials(out_path)
     tmp = out_path.parent / f".{out_path.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -32,7 +32,7 @@ class Settings:
     scenarios: tuple[ScenarioSpec, ...]
     fps: float = 10.0
     traffic_share: float = 0.3  # extra unannotated vehicles, per annotated track
-    spawn_gap: float = 22.0  # mean frames between vehicle entries in a camera
+    spawn_gap: float = 12.0  # mean frames between vehicle entries in a camera (denser traffic: fewer frames/track)
     platoon: float = 0.3  # probability that a vehicle enters right behind the previous one, same lane
     track_len_median: float = 30.0  # annotated frames: log-normal with this median (the real test median is 30)
     track_len_sigma: float = 1.0
@@ -62,7 +62,7 @@ PRESETS: dict[str, Settings] = {
         scenarios=(ScenarioSpec("S01", "cross", _c(1, 2), "train", "train"),
                    ScenarioSpec("S02", "cross_wide", _c(6, 6), "validation", "test"),
                    ScenarioSpec("S03", "tee", _c(10, 10), "train", "mixed")),
-        max_track_frames=90, stop_wait_median=15.0, stop_wait_max=40, spawn_gap=14.0, traffic_share=0.25,
+        max_track_frames=90, stop_wait_median=15.0, stop_wait_max=40, spawn_gap=10.0, traffic_share=0.25,
         track_len_median=24.0,
     ),
     "default": Settings(

@@ -401,3 +401,11 @@ def test_ensure_dataset_never_replaces_a_foreign_folder(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="refusing to replace"):
         ensure_dataset("tiny", 0, real, progress=False)
     assert (real / "train-tracks.json").read_text() == "{}"
+
+
+def test_partials_of_killed_runs_are_cleaned(tmp_path: Path) -> None:
+    stale = tmp_path / ".out.partial-999999999"  # no such process
+    (stale / "train").mkdir(parents=True)
+    generate("tiny", 0, tmp_path / "out", specs=[TrackSpec("S02/c006", "van", "white", "right", "test")],
+             progress=False, traffic_share=0.0, workers=1)
+    assert not stale.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
