@@ -119,36 +119,47 @@ class Attributes:
         return asdict(self)
 
 
-# Annotators' typos (``rigth``, ``straigt``, ``seedan``): a word one edit (insertion, deletion, substitution or
-# swap of neighbours) away from exactly one of these is read as it, unless it is a common word of its own.
-TYPO_TARGETS: tuple[str, ...] = ("straight", "right", "sedan", "pickup", "hatchback", "minivan", "truck", "silver",
-                                 "yellow", "orange", "maroon", "purple", "intersection", "turns", "turning")
+# Annotators' typos (``rigth``, ``straigt``, ``seedan``, ``letf``): a word one edit (insertion, deletion,
+# substitution or swap of neighbours) away from exactly one of these is read as it, unless it is a common word of its
+# own. For the short ``left`` only a swap or a missing letter counts (``loft``, ``lift`` and ``let`` are words).
+TYPO_TARGETS: tuple[str, ...] = ("straight", "right", "left", "sedan", "pickup", "hatchback", "minivan", "truck",
+                                 "silver", "yellow", "orange", "maroon", "purple", "intersection", "turns", "turning")
 NOT_TYPOS: frozenset[str] = frozenset({
     "light", "night", "sight", "fight", "tight", "eight", "might", "bright", "wright", "rights", "track", "trick",
     "struck", "trucks", "trunk", "trunks", "mellow", "hellow", "sedans", "pickups", "turn", "tuns", "burns",
-    "terns", "tunes", "turnip", "burning", "curving",
+    "terns", "tunes", "turnip", "burning", "curving", "let", "lefts",
 })
 
 
-def _one_edit(a: str, b: str) -> bool:
-    """Whether ``a`` and ``b`` differ by exactly one insertion, deletion, substitution or adjacent swap."""
+def _edit_kind(a: str, b: str) -> str | None:
+    """How ``a`` differs from ``b`` by one edit: ``swap``, ``substitution``, ``missing``/``extra`` letter, or
+    ``None`` (equal, or further apart)."""
     if a == b or abs(len(a) - len(b)) > 1:
-        return False
+        return None
     if len(a) == len(b):
         diff = [i for i in range(len(a)) if a[i] != b[i]]
-        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
-                                  and a[diff[1]] == b[diff[0]])
+        if len(diff) == 1:
+            return "substitution"
+        if len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]:
+            return "swap"
+        return None
     short, long_ = (a, b) if len(a) < len(b) else (b, a)
     i = 0
     while i < len(short) and short[i] == long_[i]:
         i += 1
-    return short[i:] == long_[i + 1:]
+    if short[i:] != long_[i + 1:]:
+        return None
+    return "missing" if len(a) < len(b) else "extra"
 
 
 def _correct(word: str) -> str:
-    if len(word) < 5 or word in NOT_TYPOS or word in TYPO_TARGETS:
+    if len(word) < 3 or word in NOT_TYPOS or word in TYPO_TARGETS:
         return word
-    hits = [t for t in TYPO_TARGETS if _one_edit(word, t)]
+    hits = []
+    for t in TYPO_TARGETS:
+        kind = _edit_kind(word, t)
+        if kind and (len(t) >= 5 and len(word) >= 5 or kind in ("swap", "missing") and len(word) >= 3):
+            hits.append(t)
     return hits[0] if len(hits) == 1 else word
 
 

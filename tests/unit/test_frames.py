@@ -123,6 +123,16 @@ def test_cli_exit_code_and_report(mini: Path, tmp_path: Path, capsys: pytest.Cap
     assert "video_unreadable" in capsys.readouterr().err
 
 
+def test_overview_figure(mini: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lib.preprocess_figures import frames_overview
+
+    fig = frames_overview(mini, extract_dataset(mini, workers=1, progress=False))
+    assert len(fig.axes) == 4  # the bar chart and one frame per camera
+
+
 def test_tiny_preset_extracts_every_referenced_frame(tiny_dataset: Path, tmp_path: Path) -> None:
     data = tmp_path / "tiny"
     shutil.copytree(tiny_dataset, data, ignore=shutil.ignore_patterns("img1"))

@@ -199,6 +199,18 @@ def test_errors_name_camera_and_track(tmp_path: Path) -> None:
         build_motion_maps(data, tmp_path / "x", variant="nope", progress=False)
 
 
+def test_figures(mini: Path, tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lib.preprocess_figures import backgrounds_figure, motion_gallery
+
+    build_motion_maps(mini, motion.motion_dir(tmp_path, "published"), workers=1, progress=False)
+    fig = motion_gallery(mini, tmp_path, "published", n=4)
+    assert len(fig.axes) == 12  # 2 train + 2 test tracks x (first frame, last frame, map)
+    assert len(backgrounds_figure(motion.motion_dir(tmp_path, "published")).axes) == 3
+
+
 def test_cli(mini: Path, tmp_path: Path) -> None:
     out = tmp_path / "prep" / "motion" / "published"
     assert motion.main([str(mini), str(out), "--splits", "test", "--workers", "1"]) == 0

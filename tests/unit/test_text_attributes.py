@@ -23,6 +23,10 @@ CASES = [
     ("A dark red MPV runs down the road.", ("maroon",), "van", "straight"),
     ("The orange sport utility vehicle turns rigth at the intersection.", ("orange",), "suv", "right"),
     ("A cargo truck is waiting at the crosswalk.", (), "box_truck", "stop"),
+    ("A black big city bus turns lft at the intersection.", ("black",), "bus", "left"),
+    ("A green pickup takes a letf.", ("green",), "pickup", "left"),
+    ("The white midsize 4-door sedaan goes straigt.", ("white",), "sedan", "straight"),
+    ("A red car let a bus pass and then stops.", ("red",), "sedan", "stop"),
     ("Light short right.", (), None, None),
     ("", (), None, None),
 ]
