@@ -152,9 +152,15 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
         feats = np.asarray(feats, dtype=np.float32)
         if feats.shape[0] != len(tracks):
             raise ValueError(f"{cfg.name}: embed_gallery returned {feats.shape[0]} rows for {len(tracks)} tracks")
-        n_frames = sum(len(t["frames"]) for t in tracks.values()) if frames is None else sum(
-            min(len(t["frames"]), frames) for t in tracks.values())
-        return feats, time.perf_counter() - t0, n_frames
+        return feats, time.perf_counter() - t0, sum(len(frames_used(t, frames)) for t in tracks.values())
+
+    def frames_used(track: Mapping[str, Any], frames: int | None) -> list[int]:
+        """The frame positions the family embeds (its own rule when it publishes one, e.g. Part Two's)."""
+        from lib.family import evenly_spaced
+
+        rule = getattr(fam, "gallery_frame_indices", None)
+        n = len(track["frames"])
+        return list(rule(cfg, n, frames)) if rule is not None else evenly_spaced(n, frames)
 
     def queries(sentences: list[list[str]]) -> tuple[np.ndarray, np.ndarray, float]:
         t0 = time.perf_counter()

@@ -149,14 +149,17 @@ def _synthetic_accuracy(preds: AttributePredictions, gallery_ids: Sequence[str],
     path = data_root / "synthetic-labels.json"
     if not path.exists():
         return {}
+    from lib.text.attributes import expected_manoeuvre
+
     truth = read_json(path)
-    keys = {"colour": "colour", "type": "type", "manoeuvre": "manoeuvre"}
     out = {}
-    for attr, key in keys.items():
+    for attr in ("colour", "type", "manoeuvre"):
         if attr not in preds.probs:
             continue
         pred = preds.argmax(attr)
-        pairs = [(p, str(truth[g][key]).lower()) for p, g in zip(pred, gallery_ids) if g in truth and key in truth[g]]
+        conv = expected_manoeuvre if attr == "manoeuvre" else str
+        pairs = [(p, conv(str(truth[g][attr])).lower()) for p, g in zip(pred, gallery_ids)
+                 if g in truth and attr in truth[g]]
         if pairs:
             out[attr] = float(np.mean([p.lower() == t for p, t in pairs]))
     return out
@@ -180,6 +183,11 @@ def run_ensemble(embed_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os
         raise ValueError(f"submit_weights must be one of {BASE_VARIANTS}, got {submit_weights!r}")
 
     test_all = [load_member(d, "test") for d in dirs]
+    names = [m.name for m in test_all]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"configuration name(s) {dup} appear in several embedding folders: "
+                         f"{[str(d) for d, m in zip(dirs, test_all) if m.name in dup]}")
     member_idx = [i for i, m in enumerate(test_all) if not m.ablation]
     if not member_idx:
         raise ValueError(f"every configuration is marked as an ablation: {[m.name for m in test_all]}")

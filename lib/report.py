@@ -6,10 +6,11 @@ Contents:
   ablations (e.g. crop-only), the ensemble variants (published / equal / fitted weights, each with and without the
   attribute re-rank) and a random ranking;
 - the published and fitted weights;
-- MRR per query kind. A query's kind comes from the attribute parser on its own sentences (so it is defined on real
-  data too): ``manoeuvre`` when most of its sentences describe a turn or a stop, else ``type`` when most name a
-  specific vehicle type, else ``colour`` when most name a colour, else ``other``. The order encodes specificity:
-  a turn is the rarest and most discriminative cue, a colour the most common one;
+- MRR per query kind. The attribute parser reads each query's colour, type and manoeuvre (so kinds exist on real
+  data too); a query is ``colour``-, ``type``- or ``manoeuvre``-heavy after its most unusual cue: the stated value
+  that is rarest relative to the other values of its attribute (frequency among the split's queries times the
+  attribute's number of distinct values). ``a maroon sedan goes straight`` -> colour-heavy; ``a white SUV turns
+  left`` -> manoeuvre-heavy; ``a white bus goes straight`` -> type-heavy; ``other`` states none;
 - the re-rank's classifier accuracy (against the synthetic truth when it exists);
 - a rank histogram (``rank_histogram.png``) and a retrieval gallery (``retrieval_gallery.png``: a few queries'
   sentences, their top-5 tracks as thumbnails, the true track framed in green, or appended when outside the top 5);
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,35 +35,34 @@ from lib.io import atomic_path, git_commit, read_json, write_json, write_text
 from lib.rerank import Attributes, default_parser
 
 KINDS = ("manoeuvre", "type", "colour", "other")
-TURN_OR_STOP = ("left", "right", "stop")
 TABLE_METRICS = ("mrr", "recall_1", "recall_5", "recall_10")
 VARIANT_LABELS = {"published": "ensemble, published weights", "equal": "ensemble, equal weights",
                   "fitted": "ensemble, weights fitted on val"}
 
 
-def query_kind(per_sentence: Sequence[Attributes]) -> str:
-    """The kind of a query from the parsed attributes of each of its sentences (see the module docstring)."""
-    n = len(per_sentence)
-    if n == 0:
-        return "other"
-    counts = {"manoeuvre": sum(a.manoeuvre in TURN_OR_STOP for a in per_sentence),
-              "type": sum(a.vtype is not None for a in per_sentence),
-              "colour": sum(bool(a.colours) for a in per_sentence)}
-    for kind in ("manoeuvre", "type", "colour"):
-        if counts[kind] * 2 > n:
-            return kind
-    return "other"
+def query_kinds(parsed: Sequence[Attributes]) -> list[str]:
+    """The kind of each query: its most unusual stated attribute (see the module docstring).
+
+    For every stated value, ``frequency among the split's queries x number of distinct values of that attribute``
+    says how much more (> 1) or less (< 1) common the value is than an average value of its attribute; the query's
+    kind is the attribute whose value scores lowest. Ties go to the manoeuvre, then the type; nothing stated ->
+    ``other``.
+    """
+    values = {"colour": [q.colours[0] if q.colours else None for q in parsed],
+              "type": [q.vtype for q in parsed], "manoeuvre": [q.manoeuvre for q in parsed]}
+    freq = {a: Counter(v for v in vals if v is not None) for a, vals in values.items()}
+    kinds = []
+    for i in range(len(parsed)):
+        stated = [(freq[a][values[a][i]] * len(freq[a]) / sum(freq[a].values()), rank, a)
+                  for rank, a in enumerate(("manoeuvre", "type", "colour")) if values[a][i] is not None]
+        kinds.append(min(stated)[2] if stated else "other")
+    return kinds
 
 
-def query_kinds(sentences: Sequence[Sequence[str]], parse_sentence: Callable[[str], Attributes] | None = None
-                ) -> list[str]:
-    parse = parse_sentence or _default_sentence_parser()
-    return [query_kind([parse(s) for s in sents]) for sents in sentences]
-
-
-def _default_sentence_parser() -> Callable[[str], Attributes]:
-    track_parser = default_parser()
-    return lambda s: track_parser([s])
+def parse_queries(sentences: Sequence[Sequence[str]], parser: Callable[[Sequence[str]], Attributes] | None = None
+                  ) -> list[Attributes]:
+    parse = parser or default_parser()
+    return [parse(s) for s in sentences]
 
 
 def variant_label(v: str) -> str:
@@ -184,7 +185,7 @@ def retrieval_gallery(result: EnsembleResult, variant: str, layout: Layout, path
     picks = pick_examples(ranks, n, seed)
     assert result.test.target_index is not None
     fig, axes = plt.subplots(len(picks), k + 2, figsize=(2.0 * (k + 2), 2.3 * len(picks)), squeeze=False,
-                             gridspec_kw={"width_ratios": [2.2] + [1] * (k + 1)})
+                             gridspec_kw={"width_ratios": [1.6] + [1] * (k + 1)})
     for row, qi in enumerate(picks):
         qid = result.test.query_ids[qi]
         target = int(result.test.target_index[qi])
@@ -251,8 +252,9 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
     kb = summary.get("query_kinds")
     if kb and kb["mrr"]:
         lines += ["", "## MRR per query kind", "",
-                  "A query's kind comes from the attribute parser on its own sentences: `manoeuvre` when most "
-                  "describe a turn or a stop, else `type` when most name a vehicle type, else `colour`, else `other`.",
+                  "A query's kind is its most unusual cue: of the colour, type and manoeuvre the parser reads in its "
+                  "sentences, the value that is rarest relative to its attribute's other values among the test "
+                  "queries (frequency x number of values; ties: manoeuvre, then type).",
                   "", "| model | " + " | ".join(f"{k} (n={kb['counts'][k]})" for k in KINDS) + " |",
                   "|---|" + "---|" * len(KINDS)]
         for name, per in kb["mrr"].items():
@@ -295,7 +297,7 @@ def read_train_metrics(runs_dir: str | os.PathLike[str] | None, names: Sequence[
 
 def build_report(result: EnsembleResult, report_dir: str | os.PathLike[str],
                  data_root: str | os.PathLike[str] | None = None, runs_dir: str | os.PathLike[str] | None = None,
-                 title: str = "", parse_sentence: Callable[[str], Attributes] | None = None, figures: bool = True,
+                 title: str = "", parser: Callable[[Sequence[str]], Attributes] | None = None, figures: bool = True,
                  seed: int = 0) -> dict[str, Any]:
     """Write ``summary.json``, ``summary.md`` and the figures into ``report_dir``; return the summary dict."""
     out = Path(report_dir)
@@ -317,7 +319,7 @@ def build_report(result: EnsembleResult, report_dir: str | os.PathLike[str],
     layout = Layout.of(data_root) if data_root is not None else None
     if layout is not None and layout.test_queries.exists() and result.test.target_index is not None:
         queries = load_queries(layout.test_queries)
-        kinds = query_kinds([queries[q] for q in result.test.query_ids], parse_sentence)
+        kinds = query_kinds(parse_queries([queries[q] for q in result.test.query_ids], parser))
         summary["query_kinds"] = kind_breakdown(result, kinds, [*names, *result.variant_metrics])
         if figures:
             hist_names = [*(["published"] if "published" in result.test_ranks else []),

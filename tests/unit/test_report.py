@@ -16,15 +16,16 @@ MEMBERS = [MemberSpec("p1_a", "dual_stream", 4.0, 3.0), MemberSpec("p2_a", "inst
            MemberSpec("crop_only", "dual_stream", 1.0, 3.9, ablation=True)]
 
 
-def test_query_kind_prefers_the_most_specific_stated_cue() -> None:
+def test_query_kind_is_the_most_unusual_stated_value() -> None:
+    common = Attributes(colours=("red",), vtype="sedan", manoeuvre="straight")
+    others = [Attributes(colours=(c,), vtype="sedan", manoeuvre="straight") for c in ("blue", "white", "black")]
     turn = Attributes(colours=("red",), vtype="sedan", manoeuvre="left")
-    straight = Attributes(colours=("red",), vtype="sedan", manoeuvre="straight")
-    colour_only = Attributes(colours=("red",))
-    assert report.query_kind([turn, turn, straight]) == "manoeuvre"
-    assert report.query_kind([turn, straight, straight]) == "type"
-    assert report.query_kind([colour_only, colour_only, turn]) == "colour"
-    assert report.query_kind([Attributes(), Attributes(), colour_only]) == "other"
-    assert report.query_kind([]) == "other"
+    maroon = Attributes(colours=("maroon",), vtype="sedan", manoeuvre="straight")
+    bus = Attributes(colours=("red",), vtype="bus", manoeuvre="straight")
+    pool = [common] * 6 + others * 2 + [turn, maroon, bus, Attributes(colours=("red",)), Attributes()]
+    kinds = report.query_kinds(pool)
+    assert kinds[-5:] == ["manoeuvre", "colour", "type", "colour", "other"]
+    assert kinds[0] == "manoeuvre"  # red / sedan / straight: straight is the least over-represented (tie order)
 
 
 def test_pick_examples_is_deterministic_and_covers_hits_and_misses() -> None:
@@ -43,7 +44,7 @@ def test_build_report_writes_summary_and_figures(tmp_path) -> None:
     (w["runs_dir"] / "train" / "p1_a" / "metrics.json").write_text(json.dumps({"val_mrr": 0.5, "train_time_s": 3.0}))
     out = tmp_path / "report"
     s = report.build_report(res, out, data_root=w["data_root"], runs_dir=w["runs_dir"], title="unit test",
-                            parse_sentence=lambda x: keyword_parser([x]))
+                            parser=keyword_parser)
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["table"] == json.loads(json.dumps(s["table"]))
     kinds = {r["kind"] for r in s["table"]}
@@ -55,7 +56,7 @@ def test_build_report_writes_summary_and_figures(tmp_path) -> None:
     assert p1["train_val_mrr"] == 0.5 and p1["weight"] == 4.0
     assert p1["mrr"] == pytest.approx(res.config_metrics["p1_a"]["test"]["mrr"])
     assert sum(s["query_kinds"]["counts"].values()) == len(w["query_ids"])
-    assert s["query_kinds"]["counts"]["manoeuvre"] > 0  # the fake sentences describe turns
+    assert s["query_kinds"]["counts"]["other"] == 0 and max(s["query_kinds"]["counts"].values()) < len(w["query_ids"])
     assert s["checks"]["weakest_model_over_random"] > 1
     md = (out / "summary.md").read_text()
     assert "| p1_a | configuration | 4.00 | 0.5000 |" in md
