@@ -36,7 +36,7 @@ from lib.synthetic.sentences import describe
 from lib.synthetic.vocab import COLOURS, TYPES
 from lib.synthetic.world import build_camera, camera_index_of, rng_for
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # bump whenever the output for a given preset and seed changes
 
 
 def _uuids(rng: np.random.Generator, n: int) -> list[str]:
