@@ -105,6 +105,12 @@ def _dataset_paths(profile: Profile) -> tuple[Path, Path, str]:
     return art / "data" / name, art / "prep" / name, name
 
 
+def report_dir(profile_name: str) -> Path:
+    """``artifacts/reports/`` for the default reproduction, ``artifacts/reports/<profile>/`` for the others."""
+    base = artifacts_dir() / "reports"
+    return base if profile_name == "default" else base / profile_name
+
+
 def plan(profile: Profile, notebooks_dir: Path = NOTEBOOKS, configs: Sequence[str] | None = None) -> list[Task]:
     """Build the task list and validate every parameter and configuration before anything runs."""
     run_dir = artifacts_dir() / "runs" / profile.name
@@ -146,7 +152,7 @@ def plan(profile: Profile, notebooks_dir: Path = NOTEBOOKS, configs: Sequence[st
         embed_keys.append(f"05_embed__{name}")
     tasks.append(Task("06_ensemble", None, {
         "data_root": data_root, "prep_dir": prep_dir, "runs_dir": run_dir, "configs": chosen,
-        "out_dir": run_dir / "ensemble", "report_dir": artifacts_dir() / "reports" / profile.name,
+        "out_dir": run_dir / "ensemble", "report_dir": report_dir(profile.name),
         **profile.notebooks.get("06_ensemble", {}), "metrics_path": metrics / "06_ensemble.json"}, embed_keys))
 
     # Every parameter must be declared by its notebook (papermill itself would only warn).

@@ -1,0 +1,71 @@
+"""A papermill run of the whole `tiny` profile (every configuration's CPU variant, a few steps each), in a
+temporary artifacts folder, checking what each notebook recorded and the submission it made."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from lib import pipeline
+from lib.metrics import evaluate_submission
+from lib.pipeline import STEPS, load_profile
+
+pytestmark = pytest.mark.notebooks
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    art = tmp_path_factory.mktemp("artifacts")
+    old = os.environ.get("CFNL_ARTIFACTS")
+    os.environ["CFNL_ARTIFACTS"] = str(art)
+    try:
+        record = pipeline.run("tiny")
+        again = pipeline.run("tiny")
+    finally:
+        if old is None:
+            os.environ.pop("CFNL_ARTIFACTS", None)
+        else:
+            os.environ["CFNL_ARTIFACTS"] = old
+    return {"art": art, "record": record, "again": again, "run_dir": art / "runs" / "tiny"}
+
+
+def _metrics(run_dir: Path, key: str) -> dict:
+    return json.loads((run_dir / "metrics" / f"{key}.json").read_text())["metrics"]
+
+
+def test_every_task_ran_then_was_up_to_date(tiny_run: dict) -> None:
+    configs = load_profile("tiny").configs
+    assert len(tiny_run["record"]["tasks"]) == 5 + 2 * len(configs)
+    assert {t["status"] for t in tiny_run["record"]["tasks"]} == {"ran"}
+    assert {t["status"] for t in tiny_run["again"]["tasks"]} == {"skipped"}
+    for step in STEPS:
+        assert (tiny_run["run_dir"] / "notebooks").glob(f"{step}*.ipynb")
+
+
+def test_training_metrics(tiny_run: dict) -> None:
+    profile = load_profile("tiny")
+    for name in profile.configs:
+        m = _metrics(tiny_run["run_dir"], f"04_train__{name}")
+        assert m["steps"] == profile.notebooks["04_train"]["max_steps"], name
+        assert 0.0 < m["val_mrr"] <= 1.0 and 0.0 < m["random_mrr"] < 1.0, (name, m)
+        assert math.isfinite(m["final_loss"]), (name, m)
+        assert (tiny_run["run_dir"] / "train" / name / "best.safetensors").exists()
+
+
+def test_submission_is_complete_and_scored_as_recorded(tiny_run: dict) -> None:
+    data_root = tiny_run["art"] / "data" / "tiny"
+    tracks = json.loads((data_root / "test-tracks.json").read_text())
+    queries = json.loads((data_root / "test-queries.json").read_text())
+    sub = json.loads((tiny_run["run_dir"] / "ensemble" / "submission.json").read_text())
+    assert set(sub) == set(queries)
+    for q, ranked in sub.items():
+        assert sorted(ranked) == sorted(tracks), q
+    gt = json.loads((data_root / "test-gt.json").read_text())
+    scored = evaluate_submission(gt, sub)
+    recorded = _metrics(tiny_run["run_dir"], "06_ensemble")
+    assert recorded["submission"]["mrr"] == pytest.approx(scored["mrr"])
+    assert (tiny_run["art"] / "reports" / "tiny" / "summary.md").exists()
