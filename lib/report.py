@@ -130,12 +130,10 @@ RANK_BINS = ((0, 1, "1"), (1, 5, "2-5"), (5, 10, "6-10"), (10, 25, "11-25"), (25
 
 
 def rank_histogram(result: EnsembleResult, names: Sequence[str], path: str | os.PathLike[str]) -> Path:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the report never touches the notebook's backend
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig = Figure(figsize=(8, 3.8))
+    ax = fig.subplots()
     width = 0.8 / max(1, len(names))
     x = np.arange(len(RANK_BINS))
     for i, name in enumerate(names):
@@ -154,7 +152,6 @@ def rank_histogram(result: EnsembleResult, names: Sequence[str], path: str | os.
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     return out
 
 
@@ -172,10 +169,7 @@ def pick_examples(ranks: np.ndarray, n: int = 3, seed: int = 0) -> list[int]:
 def retrieval_gallery(result: EnsembleResult, variant: str, layout: Layout, path: str | os.PathLike[str],
                       queries: Mapping[str, Sequence[str]], tracks: Mapping[str, dict[str, Any]], n: int = 3,
                       k: int = 5, seed: int = 0) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from lib.metrics import rank_order
     from lib.thumbnails import framed, track_thumbnail
@@ -184,8 +178,8 @@ def retrieval_gallery(result: EnsembleResult, variant: str, layout: Layout, path
     order = rank_order(result.variant_scores[variant])
     picks = pick_examples(ranks, n, seed)
     assert result.test.target_index is not None
-    fig, axes = plt.subplots(len(picks), k + 2, figsize=(2.0 * (k + 2), 2.3 * len(picks)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.6] + [1] * (k + 1)})
+    fig = Figure(figsize=(2.0 * (k + 2), 2.3 * len(picks)))
+    axes = fig.subplots(len(picks), k + 2, squeeze=False, gridspec_kw={"width_ratios": [1.6] + [1] * (k + 1)})
     for row, qi in enumerate(picks):
         qid = result.test.query_ids[qi]
         target = int(result.test.target_index[qi])
@@ -210,7 +204,6 @@ def retrieval_gallery(result: EnsembleResult, variant: str, layout: Layout, path
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     return out
 
 

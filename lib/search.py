@@ -139,6 +139,7 @@ def interactive_search(index: SearchIndex, layout: Layout, tracks: Mapping[str, 
     except ImportError:
         return None
     import matplotlib.pyplot as plt
+    from IPython.display import display
 
     box = widgets.Text(value=initial, placeholder="e.g. a red pickup truck turns left at the intersection",
                        description="Search:", continuous_update=False, layout=widgets.Layout(width="80%"))
@@ -150,7 +151,8 @@ def interactive_search(index: SearchIndex, layout: Layout, tracks: Mapping[str, 
             if not box.value.strip():
                 return
             fig = show_results(search(box.value, index, k), layout, tracks, title=box.value)
-            plt.show(fig)
+            display(fig)
+            plt.close(fig)
 
     box.observe(run, names="value")  # fires on Enter / focus loss (continuous_update=False)
     if initial:
