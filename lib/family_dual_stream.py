@@ -111,7 +111,8 @@ class DualStreamFamily:
         if "text" in batch:
             text = batch["text"].to(dev, non_blocking=True)
         else:
-            text = inner.text_encoder.to(dev).encode(batch["sentence"]).to(dev)
+            # data.cache_text false: run the frozen encoder in every step, as the original did
+            text = inner.text_encoder.to(dev).encode(batch["sentence"], use_memo=False).to(dev)
         out = model(crops, motion, text)
         scale = out["logit_scale"]
         names = ["car", "motion", "merged"] if inner.cfg.motion_stream else ["car", "merged"]
@@ -149,7 +150,7 @@ class DualStreamFamily:
                                 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         t = cfg.train
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, eps=t.adam_eps)
         warm = t.warmup_steps if t.warmup_steps is not None else (
             epochs_to_steps(t.warmup_epochs, steps_per_epoch) if t.warmup_epochs > 0 else 0)
         decay = t.lr_decay_every_steps if t.lr_decay_every_steps is not None else (

@@ -15,12 +15,16 @@ def symmetric_infonce(v: torch.Tensor, t: torch.Tensor, logit_scale: torch.Tenso
     """InfoNCE in both directions for row-aligned pairs ``v[i] <-> t[i]`` (L2-normalised inputs)."""
     if v.shape != t.shape:
         raise ValueError(f"paired embeddings differ in shape: {tuple(v.shape)} vs {tuple(t.shape)}")
+    if v.dtype in (torch.float16, torch.bfloat16):
+        v, t = v.float(), t.float()
     scale = logit_scale.exp()
-    logits = scale * v.float() @ t.float().t()
+    logits = scale * v @ t.t()
     labels = torch.arange(v.shape[0], device=v.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
 
 
 def id_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of an ID classifier (labels = the track's index among the train tracks)."""
-    return F.cross_entropy(logits.float(), labels)
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return F.cross_entropy(logits, labels)

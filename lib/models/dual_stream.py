@@ -96,6 +96,8 @@ class DualStreamDataCfg:
 class DualStreamTrainCfg(BaseTrainCfg):
     weight_decay: float = 0.01
     """AdamW weight decay (PyTorch default, as the original)."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon (PyTorch default, as the original)."""
     warmup_epochs: float = 40.0
     warmup_steps: int | None = None
     warmup_lr: float = 1e-7
@@ -199,7 +201,7 @@ class DualStreamModel(nn.Module):
     def normalize_images(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 [B, H, W, 3] (or float [B, 3, H, W] already normalised) -> normalised float [B, 3, H, W]."""
         if x.dtype == torch.uint8:
-            x = x.permute(0, 3, 1, 2).float()
+            x = x.permute(0, 3, 1, 2).to(self.pixel_mean.dtype)
             return (x - self.pixel_mean) / self.pixel_std
         return x
 
@@ -230,7 +232,7 @@ class DualStreamModel(nn.Module):
 
     def text_embedding(self, text_feats: torch.Tensor) -> torch.Tensor:
         """Frozen-encoder features [B, E_t] -> unnormalised text embedding [B, E]."""
-        return self.text_proj(text_feats.float())
+        return self.text_proj(text_feats.to(self.text_proj[1].weight.dtype))
 
     def encode_text_features(self, text_feats: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_embedding(text_feats), dim=-1)

@@ -19,6 +19,7 @@ keyed by encoder, pooling and padded length.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ from lib.io import load_npz, save_npz
 PACKAGED_NAMES = ("all-MiniLM-L6-v2", "all-minilm-l6-v2", "packaged", "sentence-transformers/all-MiniLM-L6-v2")
 MODELS_DIR_ENV = "CFNL_MODELS_DIR"
 Pooling = Literal["mean_all", "mean_tokens"]
+_MEMO: dict[str, dict[str, np.ndarray]] = {}
+"""Per-process memo of frozen features: encoder key -> sentence -> feature."""
 
 
 def packaged_minilm_dir() -> Path:
@@ -105,7 +108,7 @@ class FrozenTextEncoder:
             self._width = text_encoder_width(str(self.path))
         return self._width
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """Identifies the features: encoder folder name + weights fingerprint, pooling, padded length."""
         weights = sorted(self.path.glob("*.safetensors")) + sorted(self.path.glob("*.bin"))
@@ -135,7 +138,23 @@ class FrozenTextEncoder:
         return self
 
     @torch.no_grad()
-    def encode(self, sentences: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    def encode(self, sentences: Sequence[str], batch_size: int = 64, use_memo: bool = True) -> torch.Tensor:
+        """Pooled features; sentences already in this process's memo (filled by :class:`TextFeatureCache`) are not
+        recomputed (a sentence's feature does not depend on its batch, see the module docstring).
+        ``use_memo=False`` always runs the encoder (the original's per-step behaviour, for benchmarks)."""
+        if not use_memo:
+            return self._encode(list(sentences), batch_size) if sentences else torch.zeros((0, self.width))
+        memo = _MEMO.get(self.key, {})
+        todo = list(dict.fromkeys(s for s in sentences if s not in memo))
+        if todo:
+            feats = self._encode(todo, batch_size)
+            memo = _MEMO.setdefault(self.key, {})
+            memo.update(zip(todo, feats.numpy()))
+        if not sentences:
+            return torch.zeros((0, self.width), dtype=torch.float32)
+        return torch.from_numpy(np.stack([memo[s] for s in sentences]))
+
+    def _encode(self, sentences: Sequence[str], batch_size: int) -> torch.Tensor:
         self._load()
         out = []
         for i in range(0, len(sentences), batch_size):
@@ -162,6 +181,7 @@ class TextFeatureCache:
             z = load_npz(self.path)
             self._feats = z["feats"].astype(np.float32)
             self._index = {str(s): i for i, s in enumerate(z["sentences"])}
+            _MEMO.setdefault(encoder.key, {}).update(zip(self._index, self._feats))
 
     def __len__(self) -> int:
         return len(self._index)
@@ -171,6 +191,7 @@ class TextFeatureCache:
         todo = sorted({s for s in sentences if s not in self._index})
         if todo:
             new = self.encoder.encode(todo, batch_size=batch_size).numpy()
+            _MEMO.setdefault(self.encoder.key, {}).update(zip(todo, new))
             feats = new if self._feats.size == 0 else np.concatenate([self._feats, new])
             order = list(self._index) + todo
             self._index = {s: i for i, s in enumerate(order)}

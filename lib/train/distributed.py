@@ -10,6 +10,7 @@ with autograd); parameter and buffer names stay the same, so checkpoints are int
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -71,13 +72,17 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x), dim=0)
+    with warnings.catch_warnings():  # deprecated in favour of a private API; still the public autograd collective
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(x), dim=0)
 
 
 def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     from torch.distributed.nn.functional import all_reduce
 
-    return all_reduce(x, op=dist.ReduceOp.SUM)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return all_reduce(x, op=dist.ReduceOp.SUM)
 
 
 class _GlobalStatsBatchNorm:

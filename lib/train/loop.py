@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,7 +126,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     if info.enabled:
         D.convert_batchnorm(model, dev)
         train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False)
+            model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
     n_val = len(val_ids)
     rand_mrr = random_mrr(n_val)
@@ -169,6 +170,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     pure_train_s = 0.0
     t_step = time.perf_counter()
     train_model.train()
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     for batch in loader:
         with _autocast(dev, use_amp):
             loss, logs = fam.compute_loss(train_model, batch, step)
@@ -191,7 +193,12 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
         if bar is not None:
             bar.update(1)
         if step % tcfg.log_every == 0 or step == total or step == start_step + 1:
-            rec = {"step": step, "loss": float(loss.item()), "lr": lr, **{k: float(v) for k, v in logs.items()}}
+            vals = {"loss": float(loss.item()), **{k: float(v) for k, v in logs.items()}}
+            if info.enabled:  # the global-batch values: mean over ranks of each rank's (shard) values
+                buf = torch.tensor(list(vals.values()), dtype=torch.float64, device=dev)
+                torch.distributed.all_reduce(buf)
+                vals = dict(zip(vals, (buf / info.world_size).tolist()))
+            rec = {"step": step, "lr": lr, **vals}
             history.append(rec)
             if bar is not None:
                 bar.set_postfix(loss=f"{rec['loss']:.3f}")
