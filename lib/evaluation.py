@@ -81,6 +81,7 @@ class EnsembleResult:
     submitted_variant: str
     rerank: dict[str, Any]
     seconds: float = 0.0
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)  # configuration -> its embedding folder
 
     @property
     def test_metrics(self) -> dict[str, dict[str, float]]:
@@ -274,7 +275,7 @@ def run_ensemble(embed_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os
         members=[m.name for m in members], ablations=[m.name for m in test_all if m.ablation], weights=weights,
         test=test, val=val, config_metrics=config_metrics, variant_metrics=variant_metrics, test_ranks=test_ranks,
         variant_scores=variant_scores, random=random, submission_path=sub_path, submitted_variant=submitted,
-        rerank=rerank_info, seconds=seconds)
+        rerank=rerank_info, seconds=seconds, sources={m.name: m.source for m in test_all})
     write_json(out / "weights.json", {"members": result.members, "weights": weights,
                                       "rules": {m.name: m.rule for m in members}})
     write_json(out / "metrics.json", metrics_record(result))

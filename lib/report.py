@@ -277,14 +277,17 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def read_train_metrics(runs_dir: str | os.PathLike[str] | None, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+def read_train_metrics(runs_dir: str | os.PathLike[str] | None, folders: Mapping[str, str]
+                       ) -> dict[str, dict[str, Any]]:
+    """``{configuration: RUNS/train/<folder>/metrics.json}`` for those that exist (folder = the run's name, which
+    the pipeline also gives the embedding folder)."""
     out: dict[str, dict[str, Any]] = {}
     if runs_dir is None:
         return out
-    for n in names:
-        p = Path(runs_dir) / "train" / n / "metrics.json"
+    for name, folder in folders.items():
+        p = Path(runs_dir) / "train" / folder / "metrics.json"
         if p.exists():
-            out[n] = read_json(p)
+            out[name] = read_json(p)
     return out
 
 
@@ -296,7 +299,7 @@ def build_report(result: EnsembleResult, report_dir: str | os.PathLike[str],
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = list(result.config_metrics)
-    train_metrics = read_train_metrics(runs_dir, names)
+    train_metrics = read_train_metrics(runs_dir, {n: Path(result.sources.get(n, n)).name for n in names})
     rec = metrics_record(result)
     summary: dict[str, Any] = {
         "title": title or "CityFlow-NL retrieval", "git_commit": git_commit(),
