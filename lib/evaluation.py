@@ -293,3 +293,11 @@ def metrics_record(result: EnsembleResult) -> dict[str, Any]:
         "rerank": result.rerank, "seconds": round(result.seconds, 3),
     }
 
+
+def notebook_metrics(result: EnsembleResult) -> dict[str, Any]:
+    """What 06_ensemble records: the submission (path, variant and its test metrics when scored) and every row."""
+    sub: dict[str, Any] = {"path": str(result.submission_path), "variant": result.submitted_variant}
+    sub.update(result.test_metrics.get(result.submitted_variant, {}))
+    return {"submission": sub, "members": result.members, "ablations": result.ablations,
+            "configs": result.config_metrics, "variants": result.variant_metrics, "random": result.random,
+            "weights": result.weights, "rerank_enabled": bool(result.rerank.get("enabled"))}
