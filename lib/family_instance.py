@@ -33,7 +33,7 @@ from lib.family import TrainContext, register
 from lib.gallery import embed_tracks, iter_crop_batches
 from lib.losses_instance import instance_loss, warmup_factor
 from lib.models.instance import InstanceModel, build_instance_model
-from lib.train.distributed import gather_with_grad, unwrap
+from lib.train.distributed import gather_with_grad, is_distributed, unwrap
 
 if TYPE_CHECKING:
     from lib.config import RunConfig
@@ -86,7 +86,12 @@ class InstanceFamily:
         inner: InstanceModel = unwrap(model)  # type: ignore[assignment]
         dev = inner.device
         tok = inner.tokenize(batch["texts"])
-        out = model(batch["images"].to(dev, non_blocking=True), tok["input_ids"], tok["attention_mask"])
+        if is_distributed():  # pad like the original's one tokenisation of the whole batch (padding is pooled)
+            longest = torch.tensor([tok["input_ids"].shape[1]], device=dev)
+            torch.distributed.all_reduce(longest, op=torch.distributed.ReduceOp.MAX)
+            tok = inner.tokenize(batch["texts"], pad_to=int(longest.item()))
+        images = batch["images"].to(dev, dtype=inner.logit_scale.dtype, non_blocking=True)
+        out = model(images, tok["input_ids"], tok["attention_mask"])
         labels = batch["labels"].to(dev)
         # contrastive term over the global batch (identity in one process); id terms on this rank's shard (DDP
         # averages their gradients, which is the global mean)
@@ -201,17 +206,36 @@ class InstanceFamily:
     @torch.no_grad()
     def embed_queries(self, model: torch.nn.Module, cfg: RunConfig, sentences_per_query: Sequence[Sequence[str]]
                       ) -> np.ndarray:
-        """``[Q, S, D]``: each query's sentences tokenised together, each embedding L2-normalised; a query with
-        fewer than ``S`` sentences gets zero rows (they add nothing to the query's sum)."""
+        """``[Q, S, D]``: each sentence's L2-normalised embedding; a query with fewer than ``S`` sentences gets zero
+        rows (they add nothing to the query's sum).
+
+        As published, a query's sentences are tokenised together (padded to the longest of them), which matters
+        under the published all-token pooling. To run many queries per forward pass, queries whose padded length
+        is the same are stacked: every sequence then has exactly the padding it has when its query is embedded
+        alone.
+        """
         inner: InstanceModel = unwrap(model)  # type: ignore[assignment]
         s_max = max((len(s) for s in sentences_per_query), default=0)
         out = np.zeros((len(sentences_per_query), s_max, inner.mcfg.embed_dim), dtype=np.float32)
+        groups: dict[int, list[tuple[int, dict[str, torch.Tensor]]]] = {}
+        for q, sentences in enumerate(sentences_per_query):
+            if sentences:
+                enc = inner.tokenizer(inner.prepare_texts(list(sentences)), padding="longest", return_tensors="pt")
+                groups.setdefault(int(enc["input_ids"].shape[1]), []).append((q, enc))
+        chunk = max(1, cfg.embed.batch_size)
         was_training = inner.training
         inner.eval()
         try:
-            for q, sentences in enumerate(sentences_per_query):
-                if sentences:
-                    out[q, :len(sentences)] = inner.encode_text(list(sentences)).float().cpu().numpy()
+            for items in groups.values():
+                rows = [(q, i) for q, enc in items for i in range(enc["input_ids"].shape[0])]
+                ids = torch.cat([enc["input_ids"] for _, enc in items])
+                mask = torch.cat([enc["attention_mask"] for _, enc in items])
+                for lo in range(0, len(rows), chunk):
+                    emb, _ = inner.encode_tokens(ids[lo:lo + chunk].to(inner.device),
+                                                 mask[lo:lo + chunk].to(inner.device))
+                    emb = F.normalize(emb, dim=1).float().cpu().numpy()
+                    for (q, i), e in zip(rows[lo:lo + chunk], emb):
+                        out[q, i] = e
         finally:
             inner.train(was_training)
         return out
@@ -233,8 +257,6 @@ class InstanceFamily:
 
 def _gather_plain(x: torch.Tensor) -> torch.Tensor:
     """All ranks' ``x`` concatenated (no gradient); identity in one process."""
-    from lib.train.distributed import is_distributed
-
     if not is_distributed():
         return x
     parts = [torch.empty_like(x) for _ in range(torch.distributed.get_world_size())]

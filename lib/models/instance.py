@@ -257,9 +257,13 @@ class InstanceModel(nn.Module):
         return self.classifier(self.visual_fc(self.visual_features(images)))
 
     # text
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Tokenise already prepared (normalised, wrapped) texts together, padding to the longest, no truncation."""
-        enc = self.tokenizer(texts, padding="longest", return_tensors="pt")
+    def tokenize(self, texts: list[str], pad_to: int | None = None) -> dict[str, torch.Tensor]:
+        """Tokenise already prepared (normalised, wrapped) texts together, padding to the longest (or to ``pad_to``
+        tokens: the longest of the global batch under DDP), no truncation."""
+        if pad_to is None:
+            enc = self.tokenizer(texts, padding="longest", return_tensors="pt")
+        else:
+            enc = self.tokenizer(texts, padding="max_length", max_length=pad_to, return_tensors="pt")
         return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
 
     def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -199,11 +199,16 @@ def test_gallery_and_queries_aggregate_as_published(mini, with_models) -> None:
         e = F.normalize(model.encode_images(torch.stack(crops))[0], dim=1)
     ref = F.normalize(e.sum(0), dim=0).numpy()
     assert np.allclose(g[0], ref, atol=1e-5)
-    q = fam.embed_queries(model, cfg, [tr["nl"], tr["nl"][:2]])
-    assert q.shape == (2, 3, 512) and np.allclose(q[1, 2], 0) and np.allclose(np.linalg.norm(q[0], axis=1), 1)
+    queries = [tr["nl"], tr["nl"][:2], ["a car", "a red car turning left at the crossing", "x"], ["a car"]]
+    q = fam.embed_queries(model, cfg, queries)
+    assert q.shape == (4, 3, 512) and np.allclose(q[1, 2], 0) and np.allclose(np.linalg.norm(q[0], axis=1), 1)
+    with torch.no_grad():  # batched by padded length == each query embedded alone (published all-token pooling)
+        for row, sentences in zip(q, queries):
+            assert np.allclose(row[:len(sentences)], model.encode_text(sentences).numpy(), atol=1e-5)
+    assert not np.allclose(q[2, 0], q[3, 0], atol=1e-4)  # "a car" padded with its batch-mates differs
     s = fam.similarity(q, g)
     qs = q[0].sum(0) / np.linalg.norm(q[0].sum(0))
-    assert s.shape == (2, 3) and np.isclose(s[0, 0], qs @ g[0], atol=1e-5)
+    assert s.shape == (4, 3) and np.isclose(s[0, 0], qs @ g[0], atol=1e-5)
 
 
 def test_segment_gallery_is_one_fused_feature(mini, with_models) -> None:
