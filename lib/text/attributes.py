@@ -273,7 +273,8 @@ def expected_manoeuvre(label: str) -> str:
 
 def measure_on_synthetic(data_root: str | Any) -> dict[str, Any]:
     """Accuracy of the parser against ``synthetic-labels.json``, per sentence and per track (vote of its
-    sentences), on train-track sentences and test queries (via ``test-gt.json``); with confusion examples."""
+    sentences), on train-track sentences and test queries (via ``test-gt.json``): on all sentences, on those without
+    annotator noise (``clean``) and on those with wording reserved for test queries; with confusion examples."""
     from pathlib import Path
 
     from lib.io import read_json
@@ -298,21 +299,26 @@ def measure_on_synthetic(data_root: str | Any) -> dict[str, Any]:
             continue
         s_ok = dict.fromkeys(fields_, 0)
         c_ok = dict.fromkeys(fields_, 0)  # on sentences without annotator noise
+        o_ok = dict.fromkeys(fields_, 0)  # on sentences with wording reserved for test queries
         t_ok = dict.fromkeys(fields_, 0)
-        n_s = n_clean = 0
+        n_s = n_clean = n_only = 0
         for _, uuid, sents in sel:
             lab = labels[uuid]
             truth = {"colour": lab["colour"], "type": lab["type"], "manoeuvre": expected_manoeuvre(lab["manoeuvre"])}
             parsed = [parse_sentence(s) for s in sents]
-            meta = lab.get("sentences") if split == "train" else None
+            meta = lab.get("sentences") or []  # per sentence of the track (train) or of its query (test)
             for j, (s, a) in enumerate(zip(sents, parsed)):
                 n_s += 1
-                noisy = bool(meta[j].get("noise")) if meta and j < len(meta) else None
+                m = meta[j] if j < len(meta) and isinstance(meta[j], dict) else {}
+                noisy = bool(m.get("noise")) if m else None
+                test_only = bool(m.get("test_only"))
                 n_clean += noisy is False
+                n_only += test_only
                 got = {"colour": a.colour, "type": a.vehicle_type, "manoeuvre": a.manoeuvre}
                 for f in fields_:
                     s_ok[f] += got[f] == truth[f]
                     c_ok[f] += noisy is False and got[f] == truth[f]
+                    o_ok[f] += test_only and got[f] == truth[f]
                     if got[f] != truth[f] and len(examples) < 30:
                         examples.append({"split": split, "field": f, "truth": truth[f], "parsed": got[f],
                                          "sentence": s})
@@ -324,6 +330,8 @@ def measure_on_synthetic(data_root: str | Any) -> dict[str, Any]:
                       "sentence_accuracy": {f: s_ok[f] / n_s for f in fields_},
                       "clean_sentences": n_clean,
                       "clean_sentence_accuracy": {f: c_ok[f] / n_clean for f in fields_} if n_clean else None,
+                      "test_only_wording_sentences": n_only,
+                      "test_only_wording_accuracy": {f: o_ok[f] / n_only for f in fields_} if n_only else None,
                       "track_accuracy": {f: t_ok[f] / len(sel) for f in fields_}}
     out["errors"] = examples
     return out
