@@ -60,6 +60,12 @@ def create_backbone(name: str, weights_file: str | os.PathLike[str] | None = Non
         raise
 
 
+def backbone_width(model: nn.Module) -> int:
+    """Width of the pooled features a timm model returns with ``num_classes=0`` (MobileNetV3-like models have a
+    head convolution after pooling: ``head_hidden_size``)."""
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)
+
+
 def _static_pad(size: int, k: int, s: int, d: int) -> tuple[int, int]:
     total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
     return total // 2, total - total // 2

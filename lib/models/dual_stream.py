@@ -36,7 +36,7 @@ from torch import nn
 
 from lib.config import register_family
 from lib.models import register_builder
-from lib.models.backbones import create_backbone, static_same_padding
+from lib.models.backbones import backbone_width, create_backbone, static_same_padding
 from lib.models.text_encoders import FrozenTextEncoder, Pooling
 from lib.train.config import BaseTrainCfg
 
@@ -160,7 +160,7 @@ class DualStreamModel(nn.Module):
         if kind == "auto":
             kind = "conv1x1" if ("seres" in cfg.backbone or "senet" in cfg.backbone) else "linear"
         self.crop_backbone = self._backbone()
-        c = int(self.crop_backbone.num_features)
+        c = backbone_width(self.crop_backbone)
         self.crop_proj = Projection(c, e, kind, cfg.head_dropout)
         self.crop_head = _visual_head(e)
         if cfg.motion_stream:

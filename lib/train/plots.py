@@ -12,14 +12,14 @@ from lib.io import atomic_path
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "",
                 random_mrr: float | None = None) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     train = [h for h in history if "loss" in h]
     val = [h for h in history if "val_mrr" in h]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))  # no pyplot: the caller's backend (e.g. a notebook's inline one) is untouched
+    FigureCanvasAgg(fig)
+    a, b = fig.subplots(1, 2)
     if train:
         a.plot([h["step"] for h in train], [h["loss"] for h in train], lw=1)
     a.set_xlabel("step")
@@ -39,5 +39,4 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str],
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     return Path(path)
