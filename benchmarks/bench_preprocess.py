@@ -76,10 +76,12 @@ def _warm_cache(root: Path) -> int:
 
 
 def bench_motion(root: Path, tmp: Path) -> dict[str, Any]:
+    from lib.io import machine_info
     from lib.motion import build_motion_maps
     from lib.motion_reference import build_reference
 
     _warm_cache(root)
+    machine_info()  # imports torch once (run_info.json records its version): a one-time cost of the process
     t0 = time.perf_counter()
     report = build_motion_maps(root, tmp / "ours", force=True, progress=False)
     ours = time.perf_counter() - t0

@@ -39,6 +39,16 @@ from lib.io import read_json, write_bytes, write_json
 Mode = Literal["auto", "copy", "reencode"]
 MARKER = ".frames_done.json"
 VIDEO = "vdo.avi"
+# starting a worker process costs about a second: below this much video per worker, fewer processes are faster
+BYTES_PER_WORKER = 32 * 2**20
+
+
+def auto_workers(requested: int | None, n_jobs: int, max_useful: int) -> int:
+    """``requested`` processes (capped by the number of jobs), or by default the CPU count capped by the jobs and by
+    ``max_useful`` (small datasets run in-process: starting workers would cost more than it saves)."""
+    if requested:
+        return max(1, min(requested, n_jobs))
+    return max(1, min(os.cpu_count() or 1, n_jobs, max_useful))
 
 
 @dataclass(frozen=True)
@@ -306,7 +316,8 @@ def extract_dataset(data_root: str | os.PathLike[str], only_referenced: bool = F
     cameras = sorted(set(find_cameras(root)) | set(refs))
     jobs = [(str(root), cam, sorted({i for idx in refs.get(cam, {}).values() for i in idx}) if only_referenced
              else None, mode, jpeg_quality, force) for cam in cameras]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    video_bytes = sum((root / cam / VIDEO).stat().st_size for cam in cameras if (root / cam / VIDEO).exists())
+    workers = auto_workers(workers, len(jobs), video_bytes // BYTES_PER_WORKER)
     results: list[CameraResult] = []
     bar = tqdm(total=len(jobs), desc="frames", unit="camera", disable=not progress)
     if workers == 1:
@@ -332,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.frames", description=__doc__.split("\n\n")[0])
     ap.add_argument("data_root", help="dataset folder in the CityFlow-NL layout")
     ap.add_argument("--only-referenced", action="store_true", help="write only the frames some track references")
-    ap.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="parallel processes (default: CPU count, fewer for small datasets)")
     ap.add_argument("--mode", choices=["auto", "copy", "reencode"], default="auto")
     ap.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality when re-encoding")
     ap.add_argument("--force", action="store_true", help="redo cameras that are already done")

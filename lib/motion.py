@@ -40,6 +40,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lib.cityflow import Layout, camera_of
+from lib.frames import auto_workers, read_marker
 from lib.io import read_json, write_bytes, write_run_info
 
 Variant = Literal["published", "iou", "trajectory", "iou_trajectory"]
@@ -53,6 +54,8 @@ BG_FRAMES_PER_K = 200
 BG_MAX_SAMPLES = 1000
 TRAJECTORY_BGR = (0, 0, 255)
 JPEG_QUALITY = 95
+# starting a worker process costs about a second: below this many boxes per worker, fewer processes are faster
+BOXES_PER_WORKER = 4000
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -222,8 +225,6 @@ def camera_frame_files(data_root: Path, camera: str) -> list[Path]:
     """The camera's extracted frames, sorted (the original's ``glob`` of ``img1/*.jpg``).
 
     Raises when the camera was extracted with ``--only-referenced`` (the background needs all frames)."""
-    from lib.frames import read_marker
-
     cam_dir = data_root / camera
     marker = read_marker(cam_dir)
     if marker and marker.get("only_referenced"):
@@ -390,7 +391,8 @@ def build_motion_maps(data_root: str | os.PathLike[str], out_dir: str | os.PathL
     by_cam = load_tracks_by_camera(root, splits)
     # largest cameras first, for an even load across processes
     cams = sorted(by_cam, key=lambda c: (-sum(len(t.frames) for t in by_cam[c]), c))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(cams) or 1))
+    n_boxes = sum(len(t.frames) for ts in by_cam.values() for t in ts)
+    workers = auto_workers(workers, len(cams), n_boxes // BOXES_PER_WORKER)
     threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // workers)
     jobs = [(str(root), cam, by_cam[cam], str(out), variant, force, jpeg_quality, threads) for cam in cams]
     results: list[CameraResult] = []
@@ -422,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out_dir", help="output folder, normally PREP/motion/<variant>")
     ap.add_argument("--variant", choices=VARIANTS, default="published")
     ap.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
-    ap.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="parallel processes (default: CPU count, fewer for small datasets)")
     ap.add_argument("--threads", type=int, default=None, help="JPEG decoding threads per process")
     ap.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY)
     ap.add_argument("--force", action="store_true", help="rebuild maps and backgrounds that exist")
