@@ -57,8 +57,10 @@ def default_workers() -> int:
 
 
 def is_ablation(cfg: RunConfig) -> bool:
-    """Configurations that are studied but never ensembled: the crop-only single-stream model."""
-    return cfg.family == "dual_stream" and not bool(getattr(cfg.model, "motion_stream", True))
+    """Configurations that are studied but never ensembled: ``ensemble_weight: 0`` or the crop-only single-stream
+    model (``model.motion_stream: false``)."""
+    crop_only = cfg.family == "dual_stream" and not bool(getattr(cfg.model, "motion_stream", True))
+    return crop_only or cfg.ensemble_weight == 0
 
 
 def test_query_sentences(cfg: RunConfig, data_root: Path, prep_dir: Path) -> tuple[list[str], list[list[str]]]:

@@ -142,6 +142,8 @@ def test_missing_inputs_are_clear_errors(mini, part_one, tmp_path) -> None:
 
 def test_crop_only_configuration_is_an_ablation() -> None:
     assert embed.is_ablation(load_config(EFF, {"model": {"motion_stream": False}}))
+    assert embed.is_ablation(load_config(PARAMS / "croponly_effb3_NOCLS_nlpaug_320_cpu.yaml"))
+    assert embed.is_ablation(load_config(P2, {"ensemble_weight": 0}))
     assert not embed.is_ablation(load_config(EFF))
 
 
