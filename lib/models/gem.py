@@ -24,9 +24,11 @@ class GeM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.p.numel():
             raise ValueError(f"GeM expects (B, {self.p.numel()}, H, W), got {tuple(x.shape)}")
-        p = self.p.view(1, -1, 1, 1)
-        pooled = x.clamp(min=self.eps).pow(p).mean(dim=(2, 3))
-        return pooled.pow(1.0 / self.p.view(1, -1))
+        # at least float32 even under autocast: x ** 5 of bfloat16 activations loses too much precision
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        p = self.p.to(dtype).view(1, -1, 1, 1)
+        pooled = x.to(dtype).clamp(min=self.eps).pow(p).mean(dim=(2, 3))
+        return pooled.pow(1.0 / p.view(1, -1))
 
     def extra_repr(self) -> str:
         return f"dim={self.p.numel()}, eps={self.eps}"
