@@ -96,7 +96,7 @@ class TrainContext:
         if device is None:
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if workers is None:
-            workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+            workers = min(8, max(0, (os.cpu_count() or 1) - 1))
         return cls(data_root=Layout.of(data_root), prep_dir=Path(prep_dir), device=torch.device(device),
                    workers=workers, **kw)
 

@@ -187,15 +187,16 @@ class DualStreamFamily:
                 return torch.nn.functional.normalize(m.merge_heads(car, mo), dim=-1)
 
             bs = cfg.embed.batch_size
-            if cached:
+            if cached:  # the cached crops are the decoded ones (same function), batched across tracks
                 agg = TrackAggregator(len(uuids), "mean")
-                for ti, u in enumerate(uuids):
-                    arr = crop_cache.load(u)
-                    rows = evenly_spaced(arr.shape[0], k)
-                    for lo in range(0, len(rows), bs):
-                        sel = rows[lo:lo + bs]
-                        crops = torch.from_numpy(np.ascontiguousarray(arr[sel]))
-                        agg.add(np.full(len(sel), ti), embed_fn(np.full(len(sel), ti), crops).float().cpu().numpy())
+                todo = [(ti, r) for ti, u in enumerate(uuids)
+                        for r in evenly_spaced(np.load(crop_cache.path(u), mmap_mode="r").shape[0], k)]
+                arrays = {u: crop_cache.load(u) for u in uuids}
+                for lo in range(0, len(todo), bs):
+                    chunk = todo[lo:lo + bs]
+                    t = np.array([ti for ti, _ in chunk])
+                    crops = torch.from_numpy(np.stack([arrays[uuids[ti]][r] for ti, r in chunk]))
+                    agg.add(t, embed_fn(t, crops).float().cpu().numpy())
                 return agg.result()
             return embed_tracks(ctx.data_root, tracks, expand_crop_fn(cfg.data.crop_area, size), embed_fn,
                                 aggregate="mean", frames_per_track=k, batch_size=bs, workers=ctx.workers)

@@ -28,7 +28,7 @@ def load_rgb(path: str | os.PathLike[str], what: str = "") -> Image.Image:
 def resize_square(img: Image.Image, size: int | tuple[int, int]) -> np.ndarray:
     """``size``: S (square) or (height, width)."""
     h, w = (size, size) if isinstance(size, int) else size
-    return np.asarray(img.resize((w, h), Image.BILINEAR), dtype=np.uint8)
+    return np.array(img.resize((w, h), Image.BILINEAR), dtype=np.uint8)  # a writable copy
 
 
 def crop_expand(img: Image.Image, box: Sequence[float], crop_area: float) -> Image.Image:

@@ -9,6 +9,7 @@ with autograd); parameter and buffer names stay the same, so checkpoints are int
 
 from __future__ import annotations
 
+import datetime
 import os
 import warnings
 from dataclasses import dataclass
@@ -48,7 +49,9 @@ def init_distributed(device: str | torch.device | None = None) -> DistInfo:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        # rank 0 may build caches for a long time while the others wait at a barrier
+        timeout = datetime.timedelta(seconds=int(os.environ.get("CFNL_DIST_TIMEOUT_S", str(6 * 3600))))
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=timeout)
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=dev)
 
 

@@ -63,8 +63,9 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
 def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.PathLike[str],
           out_dir: str | os.PathLike[str], max_steps: int | None = None, workers: int | None = None,
           device: str | torch.device | None = None, log: Callable[[str], None] = print,
-          progress: bool = True) -> dict[str, Any]:
-    """Train ``cfg`` and return its metrics (also written to ``out_dir/metrics.json``)."""
+          progress: bool = True, cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Train ``cfg`` and return its metrics (also written to ``out_dir/metrics.json``). ``cache_dir`` defaults to
+    ``prep_dir/cache``."""
     t_start = time.perf_counter()
     info = D.init_distributed(device)
     dev = info.device
@@ -72,7 +73,8 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     tcfg = cfg.train
     n_workers = workers if workers is not None else (tcfg.workers if tcfg.workers is not None else None)
     ctx = TrainContext.create(data_root, prep_dir, device=dev, workers=n_workers, rank=info.rank,
-                              world_size=info.world_size, log=log if info.is_main else (lambda _m: None))
+                              world_size=info.world_size, log=log if info.is_main else (lambda _m: None),
+                              cache_dir=Path(cache_dir) if cache_dir is not None else None)
     fam = get_family(cfg.family)
     split = load_split(ctx.prep_dir)
     train_ids, val_ids = list(split["train"]), list(split["val"])
@@ -99,6 +101,8 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     model = fam.build_model(cfg, **model_kwargs).to(dev)
     optimizer, scheduler = fam.optimizer_and_scheduler(model, cfg, spe)
     use_amp = bool(tcfg.amp) and dev.type == "cuda"
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
     # resume
     state_path = out / "state.pt"
@@ -168,6 +172,8 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
 
         bar = tqdm(total=total, initial=start_step, desc=f"train {cfg.name}", unit="step", leave=False)
     pure_train_s = 0.0
+    cpu_start = time.process_time()
+    val_cpu_s = 0.0
     t_step = time.perf_counter()
     train_model.train()
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
@@ -204,7 +210,9 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
                 bar.set_postfix(loss=f"{rec['loss']:.3f}")
         if step % val_every == 0 or step == total:
             if info.is_main:
+                c0 = time.process_time()
                 res = evaluate(fam, model, cfg, ctx, val_ids)
+                val_cpu_s += time.process_time() - c0
                 history.append({"step": step, "val_mrr": res["mrr"], "val_r1": res["r1"], "val_r5": res["r5"],
                                 "val_r10": res["r10"], "val_time_s": res["val_time_s"]})
                 ctx.log(f"step {step}/{total}: val MRR {res['mrr']:.4f} (random {rand_mrr:.4f}), "
@@ -213,6 +221,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
                     best_mrr, best_step = res["mrr"], step
                     ckpt.save_weights(out / "best.safetensors", model, cfg, step, model_kwargs,
                                       extra={"val_mrr": res["mrr"]})
+                    write_json(out / "val_ranks.json", {"step": step, "ranks": res["ranks"]})
             D.barrier()
         if step % ckpt_every == 0 or step == total:
             checkpoint(step)
@@ -222,6 +231,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     if bar is not None:
         bar.close()
 
+    train_cpu_s = time.process_time() - cpu_start - val_cpu_s
     ddp_diff = D.max_weight_difference(model) if info.enabled else None
     metrics: dict[str, Any] = {}
     if info.is_main:
@@ -239,9 +249,10 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
             "steps": step, "steps_this_run": n_steps_now, "resumed_from": start_step,
             "batch_size": tcfg.batch_size, "steps_per_epoch": spe, "world_size": info.world_size,
             "train_time_s": train_time,
+            "train_cpu_s_this_run": train_cpu_s, "val_cpu_s_this_run": val_cpu_s,
             "samples_per_s": (n_steps_now * tcfg.batch_size / pure_train_s) if pure_train_s > 0 else None,
             "prepare_s": prepare_s, "prepare": prep_info, "wall_time_s": time.perf_counter() - t_start,
-            "device": str(dev), "amp": use_amp,
+            "device": str(dev), "amp": use_amp, "workers": n_workers,
         }
         if ddp_diff is not None:
             metrics["ddp_max_weight_diff"] = ddp_diff

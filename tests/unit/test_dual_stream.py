@@ -142,16 +142,16 @@ def test_missing_pretrained_weights_say_how_to_provide_them(tmp_path: Path, monk
     assert all(torch.equal(v, got.state_dict()[k]) for k, v in src.state_dict().items())
 
 
-@pytest.mark.parametrize("name", PAPER)
-def test_paper_config_builds_and_trains_one_step_on_cpu(name: str, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Full-size backbone (no pretrained weights), E = 1024, the config's input size, two samples, one AdamW step.
-    RoBERTa-large is used when $CFNL_MODELS_DIR/roberta-large exists, else the packaged MiniLM (logged)."""
-    monkeypatch.setenv("CFNL_MODELS_DIR", str(tmp_path))  # no weights there: random init
+def _one_step(name: str, size: int | None, models_dir: Path) -> None:
+    """Full-size backbone (no pretrained weights), E = 1024, two samples at ``size`` px (None: the config's own),
+    one AdamW step. RoBERTa-large is used when $CFNL_MODELS_DIR/roberta-large exists, else the packaged MiniLM
+    (logged)."""
     over: dict = {"model": {"backbone_weights": None}}
     if not text_encoder_available("roberta-large"):
         log.warning("roberta-large not found under $CFNL_MODELS_DIR: %s runs with the packaged all-MiniLM-L6-v2", name)
         over["model"]["text_encoder"] = "all-MiniLM-L6-v2"
+    if size is not None:
+        over["model"]["image_size"] = size
     cfg = load_config(f"params/{name}.yaml", over)
     fam = get_family("dual_stream")
     torch.manual_seed(0)
@@ -177,3 +177,18 @@ def test_paper_config_builds_and_trains_one_step_on_cpu(name: str, tmp_path: Pat
     assert any(k.startswith("crop_backbone") for k in changed) and any(k.startswith("text_proj") for k in changed)
     n_id = sum(k.startswith("loss_id") for k in logs)
     assert n_id == {"NOCLS": 0, "1CLS": 1, "3CLS": 4}[name.split("_")[2]]
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_config_builds_and_trains_one_step_on_two_tiny_samples(name: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CFNL_MODELS_DIR", str(tmp_path))  # no weights there: random init
+    _one_step(name, 64, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_config_trains_one_step_at_its_own_input_size(name: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CFNL_MODELS_DIR", str(tmp_path))
+    _one_step(name, None, tmp_path)

@@ -89,10 +89,8 @@ def test_gallery_decodes_each_frame_once_and_gives_the_same_crops(mini: tuple[Pa
     got = {}
     for once in (True, False):
         seen = {}
-        n_batches = 0
         for t, p, c in iter_crop_batches(layout, tracks, crop_fn, frames_per_track=3, batch_size=7,
                                          decode_once=once):
-            n_batches += 1
             assert len(t) <= 7 and c.dtype == torch.uint8 and c.shape[1:] == (24, 24, 3)
             for ti, pi, ci in zip(t, p, c):
                 seen[(int(ti), int(pi))] = ci
