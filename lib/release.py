@@ -212,6 +212,19 @@ def convert_release(release_dir: str | os.PathLike[str], out_root: str | os.Path
     return written
 
 
+def run_release(release_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                data_root: str | os.PathLike[str] | None = None, part_two_split: int = 1) -> dict[str, Any]:
+    """Convert the authors' pickles into ``OUT/embed/<config>`` and rank with our ensemble (published weights):
+    ``OUT/ensemble/submission.json``; returns the configurations, the submission and, when the dataset has a
+    ground truth, every configuration's and variant's test metrics."""
+    from lib.evaluation import notebook_metrics, run_ensemble
+
+    out = Path(out_dir)
+    dirs = convert_release(release_dir, out / "embed", part_two_split)
+    result = run_ensemble(dirs, out / "ensemble", data_root=data_root)
+    return {"embedding_dirs": [str(d) for d in dirs], **notebook_metrics(result)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.release", description=__doc__.split("\n\n")[0])
     ap.add_argument("release_dir", help="folder with the authors' img_feat_/lang_feat_/submit_result_ pickles")

@@ -122,3 +122,18 @@ def test_corrupt_and_misshaped_files_name_the_file(tmp_path) -> None:
         release.restricted_loads(b"\x80\x04garbage", "bad.pkl")
     with pytest.raises(release.ReleaseError, match="track t"):
         release.part_one_arrays({"t": {0: np.zeros((2, 3))}}, {"q": np.zeros((3, 3))}, source="img_feat_x.pkl")
+
+
+def test_run_release_scores_the_published_ranking(tmp_path) -> None:
+    src, tracks, queries, data = make_release(tmp_path)
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    gt = {q: tracks[i % len(tracks)] for i, q in enumerate(queries)}
+    (data_root / "test-gt.json").write_text(json.dumps(gt))
+    res = release.run_release(src, tmp_path / "out", data_root=data_root, part_two_split=2)
+    sub = json.loads((tmp_path / "out" / "ensemble" / "submission.json").read_text())
+    assert sub == published_ranking(tracks, queries, data)
+    from lib.metrics import evaluate_submission
+
+    assert res["submission"]["mrr"] == pytest.approx(evaluate_submission(gt, sub)["mrr"])
+    assert set(res["configs"]) == set(P1 + P2)
