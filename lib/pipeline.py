@@ -280,8 +280,9 @@ def run(profile_name: str, force: bool = False, from_step: str | None = None, co
     record["total_seconds"] = round(time.perf_counter() - start_all, 2)
     if not dry_run:
         write_json(run_dir / "pipeline.json", record)
-    ran = sum(t["status"] == "ran" for t in record["tasks"])
-    print(f"profile {profile.name}: {ran} ran, {len(tasks) - ran} skipped, {record['total_seconds']:.1f} s", flush=True)
+    counts = {s: sum(t["status"] == s for t in record["tasks"]) for s in ("ran", "skipped", "would run")}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    print(f"profile {profile.name}: {summary}; {record['total_seconds']:.1f} s", flush=True)
     return record
 
 
