@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers")
     p.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
     p.add_argument("--override", default=None, help='JSON of nested overrides, e.g. \'{"train": {"lr": 0.001}}\'')
+    p.add_argument("--on-config-change", choices=("restart", "error"), default="restart",
+                   help="when OUT holds a checkpoint of another configuration: start over (default) or stop")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     cfg = load_config(a.config, json.loads(a.override) if a.override else None)
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from lib.train.loop import train
 
     metrics = train(cfg, data_root, prep_dir, out, max_steps=a.max_steps, workers=a.workers, device=a.device,
+                    on_config_change=a.on_config_change,
                     progress=not a.no_progress)
     if metrics:
         print(json.dumps({k: metrics[k] for k in ("config", "val_mrr", "random_mrr", "best_step", "steps",

@@ -63,9 +63,16 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
 def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.PathLike[str],
           out_dir: str | os.PathLike[str], max_steps: int | None = None, workers: int | None = None,
           device: str | torch.device | None = None, log: Callable[[str], None] = print,
-          progress: bool = True, cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+          progress: bool = True, cache_dir: str | os.PathLike[str] | None = None,
+          on_config_change: str = "restart") -> dict[str, Any]:
     """Train ``cfg`` and return its metrics (also written to ``out_dir/metrics.json``). ``cache_dir`` defaults to
-    ``prep_dir/cache``."""
+    ``prep_dir/cache``.
+
+    A ``state.pt`` in ``out_dir`` of the same configuration is resumed. One written for another configuration
+    (the YAML was edited, so the pipeline re-runs this step) is, with ``on_config_change="restart"``, announced and
+    its outputs removed before training starts from scratch; with ``"error"`` it is an error."""
+    if on_config_change not in ("restart", "error"):
+        raise ValueError(f"on_config_change must be 'restart' or 'error', got {on_config_change!r}")
     t_start = time.perf_counter()
     info = D.init_distributed(device)
     dev = info.device
@@ -108,11 +115,23 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     state_path = out / "state.pt"
     start_step, best_mrr, best_step, history, train_time = 0, -math.inf, -1, [], 0.0
     fingerprint = _config_fingerprint(cfg)
+    state: dict[str, Any] | None = None
     if state_path.exists():
         state = ckpt.load_state(state_path, map_location="cpu")
         if state.get("fingerprint") != fingerprint:
-            raise RuntimeError(f"{state_path}: belongs to another configuration than {cfg.source}; use another "
-                               f"--out folder or delete {state_path} to start again")
+            if on_config_change == "error":
+                raise RuntimeError(f"{state_path}: belongs to another configuration than {cfg.source}; use another "
+                                   f"--out folder or delete {state_path} to start again")
+            ctx.log(f"{state_path} was written for another configuration than {cfg.source} (it changed): "
+                    "removing that run's outputs and training from scratch")
+            D.barrier()
+            if info.rank == 0:
+                for name in ("state.pt", "best.safetensors", "last.safetensors", "metrics.json", "history.json",
+                             "curves.png"):
+                    (out / name).unlink(missing_ok=True)
+            D.barrier()
+            state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -119,9 +119,17 @@ def test_train_writes_every_output(mini: tuple[Path, Path], tmp_path: Path) -> N
     after = _weights(tmp_path / "last.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
     # another configuration refuses to resume from this folder
-    other = load_config(EFF, tiny_overrides())
+    # another configuration (an edited YAML) refuses to resume from this folder when asked to ...
+    other = load_config(SE3, {**tiny_overrides(), "train": {**tiny_overrides().get("train", {}), "lr": 0.5}})
     with pytest.raises(RuntimeError, match="another configuration"):
-        train(other, data, prep, tmp_path, progress=False)
+        train(other, data, prep, tmp_path, progress=False, on_config_change="error")
+    # ... and by default restarts from scratch, announcing it, without any output of the old run left
+    logs: list[str] = []
+    m3 = train(other, data, prep, tmp_path, progress=False, log=logs.append)
+    assert any("training from scratch" in line for line in logs)
+    assert m3["steps_this_run"] == 4 and m3["steps"] == 4
+    fresh = _weights(tmp_path / "last.safetensors")
+    assert any(not torch.equal(before[k], fresh[k]) for k in before)
 
 
 class _Killed(BaseException):
