@@ -2,7 +2,8 @@
 
 ``train_samples_per_s``: ``motion_effb3_NOCLS_nlpaug_320_cpu`` trained by ``lib.train`` for a few steps on the
 ``default`` synthetic preset (``tiny`` when quick), same seed, same DataLoader workers, measured as training
-samples per second over the optimizer steps (data loading included, validation excluded). Ours: the crop and
+samples per second over the optimizer steps (data loading included, validation excluded), best of two alternated
+runs each. Ours: the crop and
 motion-map caches (uint8 arrays at model input size in ``PREP/cache``) and the cached frozen text features. Baseline:
 the original's way, a full frame decoded, cropped and resized per sample, the motion map JPEG decoded per sample and
 the frozen text encoder run on every batch. ``ours_s`` / ``baseline_s`` are seconds per 1000 samples. The details
@@ -58,6 +59,8 @@ def _data_only(cfg: Any, data: Path, prep: Path, cache_dir: Path, n: int) -> flo
 
 
 def bench_train(quick: bool) -> dict[str, Any]:
+    import torch
+
     from lib.config import load_config
     from lib.family import TrainContext, get_family
     from lib.train import train
@@ -66,6 +69,7 @@ def bench_train(quick: bool) -> dict[str, Any]:
     preset = "tiny" if quick else "default"
     data, prep = prepared(preset)
     steps = 6 if quick else 30
+    repeats = 1 if quick else 2
     common = {"train": {"max_steps": steps, "val_every": 10_000, "ckpt_every": 10_000, "log_every": 10_000,
                         "val_frames_per_track": 1}}
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
@@ -77,10 +81,13 @@ def bench_train(quick: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
         get_family(ours_cfg.family).prepare(ours_cfg, ctx, split["train"] + split["val"])
         build_s = time.perf_counter() - t0
-        results = {}
-        for name, cfg in (("ours", ours_cfg), ("baseline", base_cfg)):
-            results[name] = train(cfg, data, prep, Path(tmp) / name, progress=False, log=lambda _m: None,
-                                  cache_dir=cache_dir)
+        results: dict[str, dict[str, Any]] = {}
+        for rep in range(repeats):  # alternate the two, keep each one's best run (shared machines are noisy)
+            for name, cfg in (("ours", ours_cfg), ("baseline", base_cfg)):
+                m = train(cfg, data, prep, Path(tmp) / f"{name}{rep}", progress=False, log=lambda _m: None,
+                          cache_dir=cache_dir)
+                if name not in results or m["samples_per_s"] > results[name]["samples_per_s"]:
+                    results[name] = m
         n_data = 64 if quick else 256
         data_ours = _data_only(ours_cfg, data, prep, cache_dir, n_data)
         data_base = _data_only(base_cfg, data, prep, cache_dir, n_data)
@@ -88,6 +95,7 @@ def bench_train(quick: bool) -> dict[str, Any]:
     return {"name": f"train_samples_per_s_{CONFIG}_{preset}", "ours_s": 1000.0 / ours_sps,
             "baseline_s": 1000.0 / base_sps, "ratio": ours_sps / base_sps,
             "details": {"unit": "seconds per 1000 training samples", "preset": preset, "steps": steps,
+                        "repeats": repeats, "torch_threads": torch.get_num_threads(),
                         "batch_size": ours_cfg.train.batch_size, "image_size": ours_cfg.model.image_size,
                         "samples_per_s": {"ours": ours_sps, "baseline": base_sps},
                         "data_only_samples_per_s": {"ours": data_ours, "baseline": data_base},
