@@ -104,7 +104,7 @@ def test_losses_follow_the_published_formulas() -> None:
     loss, logs = fam.compute_loss(model, batch, 0)
     expect = logs["loss_car"] + logs["loss_motion"] + logs["loss_merged"] + 0.5 * (
         logs["loss_id_car"] + logs["loss_id_motion"] + logs["loss_id_share_text"] + logs["loss_id_share_visual"])
-    assert float(loss) == pytest.approx(expect, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(expect, rel=1e-5)
     torch.manual_seed(1)
     out = model(batch["crop"], batch["motion"], batch["text"])
     assert len(out["pairs"]) == 3 and len(out["id_logits"]) == 4
