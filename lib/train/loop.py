@@ -127,7 +127,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
             D.barrier()
             if info.rank == 0:
                 for name in ("state.pt", "best.safetensors", "last.safetensors", "metrics.json", "history.json",
-                             "curves.png"):
+                             "curves.png", "val_ranks.json"):
                     (out / name).unlink(missing_ok=True)
             D.barrier()
             state = None
