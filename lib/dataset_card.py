@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib.cityflow import Layout, camera_of, frame_index
+from lib.cityflow import Layout, camera_of, frame_index, read_frame_bgr
 from lib.io import read_json
 
 REF_HEIGHT = 1080  # box sizes are compared at this frame height
@@ -114,24 +114,7 @@ def counts_table(data_root: str | os.PathLike[str], tracks: pd.DataFrame | None 
 
 def read_frame(data_root: str | os.PathLike[str], rel: str) -> np.ndarray:
     """A frame (BGR) by its relative path: the extracted JPEG when present, else decoded from the camera's video."""
-    import cv2
-
-    root = Layout.of(data_root).root
-    path = root / rel
-    if path.exists():
-        img = cv2.imread(str(path))
-        if img is not None:
-            return img
-    video = root / camera_of(rel) / "vdo.avi"
-    cap = cv2.VideoCapture(str(video))
-    try:
-        cap.set(cv2.CAP_PROP_POS_FRAMES, frame_index(rel) - 1)
-        ok, img = cap.read()
-    finally:
-        cap.release()
-    if not ok:
-        raise FileNotFoundError(f"{rel}: neither {path} nor frame {frame_index(rel)} of {video} can be read")
-    return img
+    return read_frame_bgr(Layout.of(data_root).root, rel)
 
 
 def _tracks(root: Path) -> dict[str, dict[str, Any]]:

@@ -12,30 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from lib.cityflow import Layout, camera_of, frame_index
+from lib.cityflow import Layout, read_frame_bgr
 from lib.crops import expand_crop
 
 
 def read_frame(layout: Layout, frame_rel: str, track: str = "?") -> np.ndarray:
     """RGB frame ``frame_rel`` of the dataset."""
-    import cv2
-
-    path = layout.frame_path(frame_rel)
-    if path.exists():
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is not None:
-            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    video = layout.root / camera_of(frame_rel) / "vdo.avi"
-    if video.exists():
-        cap = cv2.VideoCapture(str(video))
-        try:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, frame_index(frame_rel) - 1)
-            ok, img = cap.read()
-        finally:
-            cap.release()
-        if ok and img is not None:
-            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    raise FileNotFoundError(f"track {track}: frame {frame_rel} not readable from {path} or {video}")
+    return read_frame_bgr(layout.root, frame_rel, track)[:, :, ::-1].copy()
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
