@@ -80,6 +80,7 @@ class TrainContext:
     rank: int = 0
     world_size: int = 1
     log: Callable[[str], None] = print
+    progress: bool = True  # progress bars of the gallery passes (main process only)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -103,6 +104,11 @@ class TrainContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def show_progress(self) -> bool:
+        """Progress bars on: the main process, unless the run asked for none (``--no-progress``)."""
+        return self.progress and self.is_main
 
     @cached_property
     def train_tracks(self) -> dict[str, dict[str, Any]]:

@@ -61,7 +61,7 @@ class DualStreamFamily:
         if cfg.data.cache_crops:
             crop, motion = _caches(cfg, ctx)
             info.update(build_caches([c for c in (crop, motion) if c is not None], ctx.data_root, tracks,
-                                     workers=ctx.workers, log=ctx.log))
+                                     workers=ctx.workers, log=ctx.log, progress=ctx.show_progress))
         if cfg.data.cache_text:
             import time
 

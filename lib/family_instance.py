@@ -161,7 +161,7 @@ class InstanceFamily:
                     return inner.encode_images(D.normalise_batch(crops.to(inner.device)))[0]
 
                 return embed_tracks(ctx.data_root, tracks, crop_fn, embed_fn, aggregate="normalized_sum",
-                                    batch_size=cfg.embed.batch_size, workers=ctx.workers, progress=ctx.is_main,
+                                    batch_size=cfg.embed.batch_size, workers=ctx.workers, progress=ctx.show_progress,
                                     select=select)
             return self._embed_segments(inner, cfg, ctx, tracks, crop_fn, select)
         finally:
@@ -187,7 +187,7 @@ class InstanceFamily:
             ready.clear()
 
         for t_idx, pos, crops in iter_crop_batches(ctx.data_root, tracks, crop_fn, None, cfg.embed.batch_size,
-                                                   ctx.workers, progress=ctx.is_main, select=select):
+                                                   ctx.workers, progress=ctx.show_progress, select=select):
             for t, p, crop in zip(t_idx.tolist(), pos.tolist(), crops):
                 got = pending.setdefault(t, [])
                 got.append((p, crop))

@@ -3,8 +3,11 @@
 A gallery request is a set of tracks (``{uuid: {"frames": [...], "boxes": [...]}}``) and, per track, which of its
 frames to use (every frame, or ``frames_per_track`` evenly spaced ones). Tracks of one camera often share frames, so
 the work is grouped by frame file: a DataLoader worker decodes a frame once and returns the crops of every
-(track, box) that uses it. ``decode_once=False`` is the straightforward way (one decode per crop), kept for the
-benchmark and as a reference.
+(track, box) that uses it. Without worker processes (``workers=0``: the default on <= 2 cores, where sending every
+frame's crops between processes costs more than it saves) the frames are decoded by a small pool of threads in the
+main process instead: JPEG decoding and resizing run outside the GIL, so the cores decode in parallel, and the
+batches come out in the same order as with one thread. ``decode_once=False`` is the straightforward way (one
+decode per crop), kept for the benchmark and as a reference.
 
 The crop itself is the family's: a picklable ``crop_fn(pil_image, box) -> uint8 HWC array`` (already at model input
 size). :func:`embed_tracks` runs a family's ``embed_fn(track_index, crops_uint8) -> [B, D]`` over the batches and
@@ -14,7 +17,8 @@ aggregates each track's frame embeddings (``mean``: Part One; ``normalized_sum``
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
+import os
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -86,20 +90,49 @@ class _FrameGroups(torch.utils.data.Dataset):
                                                                            dtype=np.int64), crops)
 
 
+def default_decode_threads() -> int:
+    """Decoding threads of the in-process loader: one per core, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _threaded(ds: torch.utils.data.Dataset, n: int, threads: int) -> Iterator[Any]:
+    """``ds[0], ds[1], ...`` in order, decoded ahead by ``threads`` threads (at most ``4 x threads`` in flight)."""
+    if threads <= 1:
+        yield from (ds[i] for i in range(n))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gallery-decode") as pool:
+        pending: deque[Any] = deque()
+        nxt = 0
+        while nxt < n or pending:
+            while nxt < n and len(pending) < 4 * threads:
+                pending.append(pool.submit(ds.__getitem__, nxt))
+                nxt += 1
+            yield pending.popleft().result()
+
+
 def iter_crop_batches(layout: Layout, tracks: dict[str, dict[str, Any]], crop_fn: CropFn,
                       frames_per_track: int | None = None, batch_size: int = 64, workers: int = 0,
-                      decode_once: bool = True, progress: bool = False, select: FrameSelector | None = None
-                      ) -> Iterator[tuple[np.ndarray, np.ndarray, torch.Tensor]]:
-    """Yield ``(track_index [B], frame_position [B], crops uint8 [B, H, W, 3])`` covering every request once."""
+                      decode_once: bool = True, progress: bool = False, select: FrameSelector | None = None,
+                      decode_threads: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, torch.Tensor]]:
+    """Yield ``(track_index [B], frame_position [B], crops uint8 [B, H, W, 3])`` covering every request once.
+
+    ``workers > 0``: DataLoader worker processes decode; ``workers == 0``: ``decode_threads`` threads of this
+    process (default :func:`default_decode_threads`; 1 = the plain loop). The batches are the same either way.
+    """
     plan = plan_requests(tracks, frames_per_track, select)
     ds = _FrameGroups(layout, plan, crop_fn, decode_once, list(tracks))
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, generator=torch.Generator(),
-                                         prefetch_factor=8 if workers > 0 else None)
-    it: Any = loader
+    it: Any
+    if workers > 0:
+        it = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, generator=torch.Generator(),
+                                         prefetch_factor=8)
+    else:
+        it = _threaded(ds, len(ds), default_decode_threads() if decode_threads is None else decode_threads)
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(loader, total=len(ds), desc="gallery frames", unit="frame", leave=False)
+        it = tqdm(it, total=len(ds), desc="gallery frames", unit="frame", leave=False)
     buf_t: list[np.ndarray] = []
     buf_p: list[np.ndarray] = []
     buf_c: list[np.ndarray] = []
@@ -155,10 +188,10 @@ def embed_tracks(layout: Layout, tracks: dict[str, dict[str, Any]], crop_fn: Cro
                  embed_fn: Callable[[np.ndarray, torch.Tensor], torch.Tensor],
                  aggregate: Literal["mean", "normalized_sum"] = "mean", frames_per_track: int | None = None,
                  batch_size: int = 64, workers: int = 0, decode_once: bool = True, progress: bool = False,
-                 select: FrameSelector | None = None) -> np.ndarray:
+                 select: FrameSelector | None = None, decode_threads: int | None = None) -> np.ndarray:
     """One feature per track ``[N, D]`` (order of ``tracks``) from its frames' crops."""
     agg = TrackAggregator(len(tracks), aggregate)
     for t, _p, crops in iter_crop_batches(layout, tracks, crop_fn, frames_per_track, batch_size, workers,
-                                          decode_once, progress, select):
+                                          decode_once, progress, select, decode_threads):
         agg.add(t, embed_fn(t, crops).float().cpu().numpy())
     return agg.result()

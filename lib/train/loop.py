@@ -81,6 +81,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     n_workers = workers if workers is not None else (tcfg.workers if tcfg.workers is not None else None)
     ctx = TrainContext.create(data_root, prep_dir, device=dev, workers=n_workers, rank=info.rank,
                               world_size=info.world_size, log=log if info.is_main else (lambda _m: None),
+                              progress=progress,
                               cache_dir=Path(cache_dir) if cache_dir is not None else None)
     fam = get_family(cfg.family)
     split = load_split(ctx.prep_dir)

@@ -98,6 +98,12 @@ def test_gallery_decodes_each_frame_once_and_gives_the_same_crops(mini: tuple[Pa
     assert got[True].keys() == got[False].keys()
     assert len(got[True]) == sum(len(evenly_spaced(len(tr["frames"]), 3)) for tr in tracks.values())
     assert all(torch.equal(got[True][k], got[False][k]) for k in got[True])
+    # decoding threads change nothing: same batches, same order, same pixels as the plain loop
+    plain = list(iter_crop_batches(layout, tracks, crop_fn, frames_per_track=3, batch_size=7, decode_threads=1))
+    threaded = list(iter_crop_batches(layout, tracks, crop_fn, frames_per_track=3, batch_size=7, decode_threads=3))
+    assert len(plain) == len(threaded) > 1
+    for (t1, p1, c1), (t2, p2, c2) in zip(plain, threaded):
+        assert np.array_equal(t1, t2) and np.array_equal(p1, p2) and torch.equal(c1, c2)
 
 
 def test_gallery_embedding_cached_equals_decoded(mini: tuple[Path, Path], tmp_path: Path) -> None:
