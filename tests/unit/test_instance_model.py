@@ -228,3 +228,19 @@ def test_segment_gallery_is_one_fused_feature(mini, with_models) -> None:
     with torch.no_grad():
         ref = F.normalize(model.encode_images(torch.stack(crops)[None])[0], dim=1)[0].numpy()
     assert np.allclose(g[0], ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, size, cells", [("b48_lr1_w20_clip_e120_dd_cpu", 64, 4),
+                                               ("b48_lr1_w20_clip_e100_dd_drop0.75_CROP320_pad0.2_cpu", 80, 5),
+                                               ("b36_lr1_w20_clip_e100_dd_drop0.9_CROP256_nseg3_pad0.2_cpu", 64, 2)])
+def test_cpu_variant_backbone_follows_the_stride_rule(name: str, size: int, cells: int) -> None:
+    """The CPU variants' resnet10t (avg-pool downsample branch) gets the published last-stage stride: one frame ->
+    stride 1 (input / 16), several frames -> stride 2 (input / 32)."""
+    from lib.models.instance import create_backbone
+
+    cfg = load_config(name)
+    assert cfg.model.backbone == "resnet10t" and cfg.model.crop_size == size
+    net = create_backbone(cfg.model).eval()
+    with torch.no_grad():
+        fmap = net.forward_features(torch.randn(1, 3, size, size))
+    assert fmap.shape[-2:] == (cells, cells)
