@@ -189,9 +189,8 @@ class DualStreamFamily:
             bs = cfg.embed.batch_size
             if cached:  # the cached crops are the decoded ones (same function), batched across tracks
                 agg = TrackAggregator(len(uuids), "mean")
-                todo = [(ti, r) for ti, u in enumerate(uuids)
-                        for r in evenly_spaced(np.load(crop_cache.path(u), mmap_mode="r").shape[0], k)]
-                arrays = {u: crop_cache.load(u) for u in uuids}
+                arrays = {u: crop_cache.load(u) for u in uuids}  # memory-mapped
+                todo = [(ti, r) for ti, u in enumerate(uuids) for r in evenly_spaced(arrays[u].shape[0], k)]
                 for lo in range(0, len(todo), bs):
                     chunk = todo[lo:lo + bs]
                     t = np.array([ti for ti, _ in chunk])

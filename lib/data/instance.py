@@ -39,6 +39,7 @@ import torch
 from PIL import Image
 
 from lib.crops import pad_crop
+from lib.data.images import load_rgb
 
 TextWrap = Literal["literal_cls_sep", "none"]
 
@@ -149,15 +150,7 @@ def eval_frame_indices(n_frames: int, k: int, all_if_short: bool = True) -> list
 
 def load_frame(root: str | os.PathLike[str], rel: str) -> np.ndarray:
     """Read ``root/rel`` as an RGB uint8 array; a missing or unreadable file names the path."""
-    path = Path(root) / rel
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # no extra copy of an RGB frame
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: frame not found (extract frames with `python -m lib.frames`)") from None
-    except OSError as e:
-        raise OSError(f"{path}: cannot decode frame: {e}") from None
+    return np.asarray(load_rgb(Path(root) / rel, what="extract frames with `python -m lib.frames`"))
 
 
 def crop_frame(frame: np.ndarray, box: Sequence[float], pad: float, crop_size: int) -> Image.Image:

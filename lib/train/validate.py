@@ -54,11 +54,3 @@ def evaluate(family: Family, model: torch.nn.Module, cfg: RunConfig, ctx: TrainC
     out["val_time_s"] = time.perf_counter() - t0
     return out
 
-
-def mrr_by_group(ranks: dict[str, int], groups: dict[str, str]) -> dict[str, dict[str, float]]:
-    """MRR and count of the queries of each group (e.g. the manoeuvre of the target track)."""
-    out: dict[str, list[float]] = {}
-    for qid, r in ranks.items():
-        if qid in groups:
-            out.setdefault(groups[qid], []).append(1.0 / (r + 1))
-    return {g: {"mrr": float(np.mean(v)), "n": len(v)} for g, v in sorted(out.items())}
