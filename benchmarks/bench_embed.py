@@ -2,15 +2,15 @@
 
 1. ``gallery_embedding``: crop embeddings of every frame of every test track (the Part One gallery) of the
    ``default`` synthetic preset (``tiny`` when quick) with a randomly initialised ``motion_effb3_NOCLS_nlpaug_320_cpu``
-   crop stream. Ours: ``lib.gallery`` decodes each frame file once and crops every box it holds (tracks of a camera
-   share frames), batched across tracks, decoded by DataLoader workers (> 2 cores) or by threads of the main
+   crop stream. Ours: ``lib.families.gallery`` decodes each frame file once and crops every box it holds (tracks of
+   a camera share frames), batched across tracks, decoded by DataLoader workers (> 2 cores) or by threads of the main
    process (<= 2 cores). Baseline: the straightforward loop (the
    original's): track by track, the frame file opened again for every crop, in one process. The details also
    give our loader with decoding per crop (isolates decode-once) and the decoding alone (no model).
 2. ``ranking_530x530``: scores of 8 configurations for 530 queries x 530 tracks (5 Part One at E = 1024 and 3
    Part Two at 512, the paper's widths; and at the CPU variants' widths, 256 and 512), the published weighted sum
-   and the full ranking of every query. Ours: ``lib.ensemble.FusedIndex`` (the members' rule vectors side by side,
-   weights folded into the queries: one GEMM) and ``lib.metrics.rank_order``; the index is built once when the
+   and the full ranking of every query. Ours: ``lib.ensemble.scores.FusedIndex`` (the members' rule vectors side by
+   side, weights folded into the queries: one GEMM) and ``lib.metrics.rank_order``; the index is built once when the
    embeddings are loaded (timed apart). The details also time ranking again under new weights from the members'
    score matrices kept in memory (what a weight fit does). Baseline: the published formula written as loops over
    queries and tracks (numpy dot per pair).
@@ -45,7 +45,7 @@ def _per_crop_loop(layout: Any, tracks: dict[str, dict[str, Any]], crop_fn: Any,
     crop, one process, forward each track's crops in batches, mean over the track."""
     import torch
 
-    from lib.data.images import load_rgb
+    from lib.families.images import load_rgb
 
     out = []
     for uid, tr in tracks.items():
@@ -61,10 +61,9 @@ def bench_gallery(quick: bool) -> dict[str, Any]:
     import torch
 
     from lib.cityflow import Layout, load_tracks
-    from lib.config import load_config
     from lib.embed import default_workers
-    from lib.family import get_family
-    from lib.gallery import default_decode_threads, embed_tracks, expand_crop_fn
+    from lib.families import create_model, load_config
+    from lib.families.gallery import default_decode_threads, embed_tracks, expand_crop_fn
 
     workers = default_workers()  # what lib.embed uses on this machine
     threads = default_decode_threads() if workers == 0 else 0
@@ -73,7 +72,7 @@ def bench_gallery(quick: bool) -> dict[str, Any]:
     tracks = load_tracks(layout.test_tracks)
     cfg = load_config("motion_effb3_NOCLS_nlpaug_320_cpu")
     torch.manual_seed(0)
-    model = get_family(cfg.family).build_model(cfg).eval()
+    model = create_model(cfg).eval()
     crop_fn = expand_crop_fn(cfg.data.crop_area, cfg.model.image_size)
     bs = cfg.embed.batch_size
 
@@ -128,7 +127,7 @@ CPU_WIDTHS = (256, 512)  # the default profile's CPU variants
 
 
 def _members(rng: np.random.Generator, widths: tuple[int, int] = PAPER_WIDTHS, n: int = 530) -> list[Any]:
-    from lib.ensemble import Gallery, Member, Queries
+    from lib.embeddings import Gallery, Member, Queries
 
     ids_q = [f"q{i:04d}" for i in range(n)]
     ids_g = [f"t{i:04d}" for i in range(n)]
@@ -171,7 +170,8 @@ def _ranking_loops(members: list[Any]) -> dict[str, list[str]]:
 
 
 def bench_ranking(quick: bool, widths: tuple[int, int] = PAPER_WIDTHS) -> dict[str, Any]:
-    from lib.ensemble import FusedIndex, combine, make_submission, score_matrix
+    from lib.embeddings import score_matrix
+    from lib.ensemble.scores import FusedIndex, combine, make_submission
     from lib.metrics import rank_order
 
     members = _members(np.random.default_rng(0), widths)

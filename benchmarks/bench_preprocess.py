@@ -1,9 +1,9 @@
 """Preprocessing benchmarks (``make bench``; ``run(quick)`` -> list of result dicts), on the ``default`` synthetic
 preset (``tiny`` when quick), generated into ``artifacts/data/<preset>`` if absent.
 
-1. ``motion_maps``: background + published motion map of every train and test track. Ours: ``lib.motion`` (tracks
+1. ``motion_maps``: background + published motion map of every train and test track. Ours: ``lib.motion.maps`` (tracks
    grouped by camera, each needed frame decoded once, cameras in parallel processes). Baseline:
-   ``lib.motion_reference`` (the original's two scripts: one pass per camera for the background, then per track
+   ``lib.motion.reference`` (the original's two scripts: one pass per camera for the background, then per track
    the background and the track's frames read again). Both outputs are compared (byte-identical files / max pixel
    difference); ``ours_one_process_s`` times ours in one process (the gain of reading once and composing per box,
    without the parallel cameras).
@@ -59,7 +59,7 @@ def _compare_dirs(a: Path, b: Path) -> dict[str, Any]:
 def _baseline_reads(root: Path) -> int:
     """Frames the straightforward way decodes: background samples + per track its background and pasted frames."""
     from lib.io import read_json
-    from lib.motion import background_positions, paste_positions
+    from lib.motion.maps import background_positions, paste_positions
 
     tracks = {**read_json(root / "train-tracks.json"), **read_json(root / "test-tracks.json")}
     cams = {"/".join(Path(t["frames"][0]).parts[:3]) for t in tracks.values()}
@@ -77,8 +77,8 @@ def _warm_cache(root: Path) -> int:
 
 def bench_motion(root: Path, tmp: Path) -> dict[str, Any]:
     from lib.io import machine_info
-    from lib.motion import build_motion_maps
-    from lib.motion_reference import build_reference
+    from lib.motion.maps import build_motion_maps
+    from lib.motion.reference import build_reference
 
     _warm_cache(root)
     machine_info()  # imports torch once (run_info.json records its version): a one-time cost of the process

@@ -23,10 +23,11 @@ CONFIG = "motion_effb3_NOCLS_nlpaug_320_cpu"
 def prepared(preset: str) -> tuple[Path, Path]:
     """Data root and preparation folder of a synthetic preset (generated and preprocessed when missing)."""
     from lib.frames import extract_dataset
-    from lib.motion import build_motion_maps
+    from lib.motion.maps import build_motion_maps
     from lib.paths import data_dir, prep_dir
+    from lib.prep import nlpaug_train_tracks, split_file
     from lib.text.augment import prepare_text
-    from lib.text.split import split_path, write_split
+    from lib.text.split import write_split
 
     root, prep = data_dir(preset), prep_dir(preset)
     if not (root / "dataset.json").exists():
@@ -34,9 +35,9 @@ def prepared(preset: str) -> tuple[Path, Path]:
 
         generate(preset=preset, seed=0, out=root)
     extract_dataset(root, only_referenced=False, progress=False)  # motion-map backgrounds need every frame
-    if not split_path(prep).exists():
+    if not split_file(prep).exists():
         write_split(root, prep, n_val=12 if preset == "tiny" else 100)
-    if not (prep / "text" / "train-tracks_nlpaug.json").exists():
+    if not nlpaug_train_tracks(prep).exists():
         prepare_text(root, prep)
     report = build_motion_maps(root, prep / "motion" / "published", progress=False)
     if report.problems:
@@ -46,8 +47,8 @@ def prepared(preset: str) -> tuple[Path, Path]:
 
 def _data_only(cfg: Any, data: Path, prep: Path, cache_dir: Path, n: int) -> float:
     """Samples per second of the dataset alone (no model), in this process."""
-    from lib.family import SampleKey, TrainContext, get_family
-    from lib.train.loop import load_split
+    from lib.families.base import SampleKey, TrainContext, get_family
+    from lib.prep import load_split
 
     fam = get_family(cfg.family)
     ctx = TrainContext.create(data, prep, device="cpu", workers=0, cache_dir=cache_dir, log=lambda _m: None)
@@ -61,10 +62,10 @@ def _data_only(cfg: Any, data: Path, prep: Path, cache_dir: Path, n: int) -> flo
 def bench_train(quick: bool) -> dict[str, Any]:
     import torch
 
-    from lib.config import load_config
-    from lib.family import TrainContext, get_family
+    from lib.families import load_config
+    from lib.families.base import TrainContext, get_family
+    from lib.prep import load_split
     from lib.train import train
-    from lib.train.loop import load_split
 
     preset = "tiny" if quick else "default"
     data, prep = prepared(preset)

@@ -402,31 +402,3 @@ def _check_camera_frames(root: Path, cam: str, refs: list[tuple[str, str, int]],
         have = f"the video has {info[2]} frames" if info is not None else f"not in {cam}/img1"
         report.error("missing_frame", fname, uid, "frames", f"{len(ks)} frame(s) of {cam} missing, first "
                      f"{ks[0]:06d} ({have})")
-
-
-def read_frame_bgr(root: str | os.PathLike[str], frame_rel: str, track: str = "?") -> Any:
-    """Frame ``frame_rel`` (BGR uint8): the extracted JPEG when present, else decoded from the camera's video.
-
-    Raises FileNotFoundError naming the track, the frame, the JPEG path and the video when neither is readable.
-    """
-    import cv2
-
-    root = Path(root)
-    path = root / frame_rel
-    if path.exists():
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is not None:
-            return img
-    video = root / camera_of(frame_rel) / "vdo.avi"
-    ok, img = False, None
-    if video.exists():
-        cap = cv2.VideoCapture(str(video))
-        try:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, frame_index(frame_rel) - 1)
-            ok, img = cap.read()
-        finally:
-            cap.release()
-    if not ok or img is None:
-        raise FileNotFoundError(f"track {track}: frame {frame_rel} not readable from {path} or frame "
-                                f"{frame_index(frame_rel)} of {video}")
-    return img

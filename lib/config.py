@@ -2,8 +2,8 @@
 
 A model configuration (``params/<name>.yaml``) has top-level keys ``name``, ``family``, ``ensemble_weight`` and the
 sections ``model``, ``data``, ``train`` and ``embed``. A file may start from another with ``extends: other.yaml``
-(resolved relative to the file); mappings merge recursively, everything else is replaced. Each family registers the
-dataclasses that define its sections (``register_family``); an unknown key anywhere is a :class:`ConfigError` that
+(resolved relative to the file); mappings merge recursively, everything else is replaced. Each family declares the
+dataclasses that define its sections (``lib.families``); an unknown key anywhere is a :class:`ConfigError` that
 names the file, the section, the key and the allowed keys, raised before anything runs.
 """
 
@@ -33,11 +33,12 @@ class ConfigError(ValueError):
     """A parameter file or dictionary that does not match its declared fields."""
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in: mappings recursively, everything else replaced (inputs untouched)."""
     out = copy.deepcopy(base)
     for k, v in over.items():
         if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -71,7 +72,7 @@ def load_yaml(path: str | os.PathLike[str], _seen: tuple[Path, ...] = ()) -> dic
         base_path = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
         if not base_path.exists():
             base_path = resolve_params_path(parent)
-        data = _merge(load_yaml(base_path, _seen + (path,)), data)
+        data = merge(load_yaml(base_path, _seen + (path,)), data)
     return data
 
 
@@ -166,22 +167,11 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-# --- families ------------------------------------------------------------------------------------------------
-# family name -> {"model": ModelCfg, "data": DataCfg, "train": TrainCfg, "embed": EmbedCfg}
-_FAMILY_SECTIONS: dict[str, dict[str, type]] = {}
-
-
-def register_family(name: str, sections: Mapping[str, type]) -> None:
-    """Declare the dataclasses for the sections of a model family's configuration."""
-    missing = [s for s in SECTIONS if s not in sections]
-    if missing:
-        raise ValueError(f"family {name!r} must define sections {missing}")
-    _FAMILY_SECTIONS[name] = dict(sections)
-
-
-def _ensure_families_loaded() -> None:
-    # Importing the model package registers every family (lib/models/__init__.py).
-    import lib.models  # noqa: F401
+# --- model configurations ---------------------------------------------------------------------------------
+# ``sections`` maps a family name to its section dataclasses ({"model": ModelCfg, "data": ..., "train": ...,
+# "embed": ...}); lib.families.load_config passes the registry's lookup (lib.families.base.family_sections), so this
+# module knows no family and imports nothing above the ground floor.
+SectionsOf = typing.Callable[[str], Mapping[str, type]]
 
 
 @dataclasses.dataclass
@@ -205,28 +195,33 @@ class RunConfig:
         return d
 
 
-def parse_config(raw: Mapping[str, Any], source: str = "<dict>") -> RunConfig:
-    """Validate a raw configuration mapping (as loaded from YAML or passed to a notebook)."""
+def parse_config(raw: Mapping[str, Any], source: str, sections: SectionsOf) -> RunConfig:
+    """Validate a raw configuration mapping (as loaded from YAML or passed to a notebook); ``sections(family)``
+    gives the family's section dataclasses (use :func:`lib.families.parse_config`, which passes the registry)."""
     raw = dict(raw)
     check_keys(raw, TOP_LEVEL_KEYS, source)
     for key in ("name", "family"):
         if key not in raw:
             raise ConfigError(f"{source}: missing required key '{key}'")
-    _ensure_families_loaded()
     fam = raw["family"]
-    if fam not in _FAMILY_SECTIONS:
-        raise ConfigError(f"{source}: family: unknown family {fam!r}; known: {sorted(_FAMILY_SECTIONS)}")
-    secs = {s: from_dict(_FAMILY_SECTIONS[fam][s], raw.get(s), f"{source}: {s}") for s in SECTIONS}
+    try:
+        declared = sections(fam)
+    except KeyError as e:
+        raise ConfigError(f"{source}: family: {e.args[0] if e.args else fam}") from None
+    secs = {s: from_dict(declared[s], raw.get(s), f"{source}: {s}") for s in SECTIONS}
     weight = raw.get("ensemble_weight", 1.0)
     return RunConfig(name=str(raw["name"]), family=fam, part=str(raw.get("part", "one")),
                      ensemble_weight=_coerce(weight, float, f"{source}: ensemble_weight"),
                      description=str(raw.get("description", "")), source=source, **secs)
 
 
-def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """Load and validate a model configuration file, with optional nested overrides."""
+def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None, sections: SectionsOf
+                ) -> RunConfig:
+    """Load and validate a model configuration file, with optional nested overrides (``lib.families.load_config``
+    is the door that passes the family registry as ``sections``)."""
     p = resolve_params_path(path)
     raw = load_yaml(p)
     if overrides:
-        raw = _merge(raw, overrides)
-    return parse_config(raw, source=str(p.relative_to(PARAMS.parent)) if p.is_relative_to(PARAMS.parent) else str(p))
+        raw = merge(raw, overrides)
+    return parse_config(raw, str(p.relative_to(PARAMS.parent)) if p.is_relative_to(PARAMS.parent) else str(p),
+                        sections)

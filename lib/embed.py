@@ -2,7 +2,7 @@
 
 ``python -m lib.embed PARAMS.yaml CHECKPOINT [--out DIR] [--data-root D] [--prep-dir P] [--splits test,val,train]``
 
-Writes into ``out_dir`` (formats: docs/architecture.md, read by ``lib.ensemble``):
+Writes into ``out_dir`` (formats: docs/architecture.md, read by ``lib.ensemble.scores``):
 
 - ``gallery.npz`` (``ids``, ``feats`` [N, D]) and ``queries.npz`` (``ids``, ``feats`` [Q, S, D], ``n_sentences``
   [Q]) for the test split: every test track (Part One: every frame, track = mean of its frame embeddings; Part Two:
@@ -10,7 +10,7 @@ Writes into ``out_dir`` (formats: docs/architecture.md, read by ``lib.ensemble``
 - ``val_gallery.npz`` / ``val_queries.npz``: the val split of ``PREP/split.json`` (its tracks are the gallery and
   each track's own description is its query; query id = track id), used to fit ensemble weights;
 - ``train_gallery.npz``: the training tracks with at most ``train_frames`` evenly spaced frames each (default 8),
-  for the attribute classifiers of the re-rank (``lib.rerank``);
+  for the attribute classifiers of the re-rank (``lib.ensemble.rerank``);
 - ``embedding.json`` (name, family, scoring rule, published weight, ablation flag, configuration file, overrides,
   checkpoint, per-split counts and timings) and ``run_info.json``.
 
@@ -27,7 +27,6 @@ DataLoader workers.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -39,10 +38,14 @@ from typing import Any
 import numpy as np
 
 from lib.cityflow import load_queries
-from lib.config import RunConfig, load_config, resolve_params_path
-from lib.ensemble import FAMILY_RULES, write_manifest
+from lib.config import RunConfig, resolve_params_path
+from lib.distributed import autocast
+from lib.embeddings import load_member, score_matrix, write_manifest
+from lib.families import load_config
 from lib.io import read_json, save_npz, write_json, write_run_info
-from lib.paths import ROOT, artifacts_dir
+from lib.paths import ROOT, data_dir, runs_dir
+from lib.paths import prep_dir as prep_dir_of
+from lib.prep import nlpaug_test_queries
 
 SPLITS = ("test", "val", "train")
 PROGRESS = "progress.json"
@@ -68,7 +71,7 @@ def test_query_sentences(cfg: RunConfig, data_root: Path, prep_dir: Path) -> tup
     raw_path = data_root / "test-queries.json"
     raw = load_queries(raw_path)
     if getattr(cfg.data, "text", "plain") == "nlpaug":
-        path = prep_dir / "text" / "test-queries_nlpaug.json"
+        path = nlpaug_test_queries(prep_dir)
         if not path.exists():
             raise FileNotFoundError(f"{path}: the nlpaug test queries of configuration {cfg.name} are missing "
                                     "(run 03_text_augmentation / python -m lib.text augment)")
@@ -89,7 +92,7 @@ def _sentences(value: Any, path: Path, qid: str) -> list[str]:
 
 def subsample_frames(track: Mapping[str, Any], k: int | None) -> dict[str, Any]:
     """The track with at most ``k`` evenly spaced frames (and their boxes)."""
-    from lib.family import evenly_spaced
+    from lib.families.base import evenly_spaced
 
     idx = evenly_spaced(len(track["frames"]), k)
     return {**track, "frames": [track["frames"][i] for i in idx], "boxes": [track["boxes"][i] for i in idx]}
@@ -101,14 +104,6 @@ def fingerprint(cfg: RunConfig, checkpoint: Path, extra: Mapping[str, Any]) -> s
     h.update(f"{checkpoint.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
     h.update(json.dumps(dict(extra), sort_keys=True, default=str).encode())
     return h.hexdigest()
-
-
-def _autocast(device: Any, amp: bool) -> contextlib.AbstractContextManager[Any]:
-    import torch
-
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _query_array(feats: np.ndarray, sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -129,14 +124,12 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
     """Embed ``splits`` of one configuration (see the module docstring); return the per-split record."""
     import torch
 
-    from lib.family import TrainContext, get_family
-    from lib.train import load_split, load_trained_model
+    from lib.families import TrainContext, get_family, load_trained_model
+    from lib.prep import load_split
 
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ValueError(f"unknown split(s) {unknown}; known: {SPLITS}")
-    if cfg.family not in FAMILY_RULES:
-        raise ValueError(f"{cfg.source}: no scoring rule for family {cfg.family!r}")
     ckpt = Path(checkpoint)
     if not ckpt.exists():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found (train {cfg.name} first: 04_train / lib.train)")
@@ -158,7 +151,7 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
 
     def gallery(tracks: dict[str, dict[str, Any]], frames: int | None) -> tuple[np.ndarray, float, int]:
         t0 = time.perf_counter()
-        with _autocast(ctx.device, amp), torch.no_grad():
+        with autocast(ctx.device, amp), torch.no_grad():
             feats = fam.embed_gallery(model, cfg, ctx, tracks, frames_per_track=frames)
         feats = np.asarray(feats, dtype=np.float32)
         if feats.shape[0] != len(tracks):
@@ -167,7 +160,7 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
 
     def frames_used(track: Mapping[str, Any], frames: int | None) -> list[int]:
         """The frame positions the family embeds (its own rule when it publishes one, e.g. Part Two's)."""
-        from lib.family import evenly_spaced
+        from lib.families.base import evenly_spaced
 
         rule = getattr(fam, "gallery_frame_indices", None)
         n = len(track["frames"])
@@ -175,7 +168,7 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
 
     def queries(sentences: list[list[str]]) -> tuple[np.ndarray, np.ndarray, float]:
         t0 = time.perf_counter()
-        with _autocast(ctx.device, amp), torch.no_grad():
+        with autocast(ctx.device, amp), torch.no_grad():
             feats = fam.embed_queries(model, cfg, sentences)
         f, n = _query_array(feats, sentences)
         return f, n, time.perf_counter() - t0
@@ -215,7 +208,7 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
             + (f", {rec['queries']} queries in {rec['queries_s']:.1f} s" if "queries" in rec else ""))
 
     cfg_file = resolve_params_path(config_path or ROOT / cfg.source)
-    write_manifest(out, cfg.name, cfg.family, cfg.ensemble_weight, ablation=is_ablation(cfg),
+    write_manifest(out, cfg.name, cfg.family, fam.scoring_rule, cfg.ensemble_weight, ablation=is_ablation(cfg),
                    config_path=str(cfg_file), overrides=dict(overrides or {}), checkpoint=str(ckpt.resolve()),
                    splits=progress["splits"])
     write_run_info(out, {"config": cfg.to_dict(), "source": cfg.source, "checkpoint": str(ckpt),
@@ -228,20 +221,20 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
 def evaluate_embeddings(out_dir: str | os.PathLike[str], data_root: str | os.PathLike[str] | None = None
                         ) -> dict[str, Any]:
     """Val (and test, when ``test-gt.json`` exists) metrics of one configuration's written embeddings."""
-    from lib.ensemble import evaluate, load_member, split_scores, val_ground_truth
-    from lib.metrics import load_gt
+    from lib.metrics import evaluate_scores, load_gt
 
     d = Path(out_dir)
     res: dict[str, Any] = {}
     if (d / "val_gallery.npz").exists():
         m = load_member(d, "val")
         assert m.queries is not None
-        s = split_scores([m], val_ground_truth(m.queries.ids))
-        res["val"] = evaluate(s.scores[0], s)[0]
+        qids = list(m.queries.ids)
+        res["val"] = evaluate_scores(score_matrix(m), qids, list(m.gallery.ids), {q: q for q in qids})[0]
     gt = Path(data_root) / "test-gt.json" if data_root is not None else None
     if gt is not None and gt.exists() and (d / "gallery.npz").exists():
-        s = split_scores([load_member(d, "test")], load_gt(gt))
-        res["test"] = evaluate(s.scores[0], s)[0]
+        m = load_member(d, "test")
+        assert m.queries is not None
+        res["test"] = evaluate_scores(score_matrix(m), list(m.queries.ids), list(m.gallery.ids), load_gt(gt))[0]
     return res
 
 
@@ -263,9 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     overrides = json.loads(a.override) if a.override else None
     cfg = load_config(a.config, overrides)
-    out = a.out or str(artifacts_dir() / "runs" / "cli" / "embed" / cfg.name)
-    data_root = a.data_root or str(artifacts_dir() / "data" / "tiny")
-    prep_dir = a.prep_dir or str(artifacts_dir() / "prep" / "tiny")
+    out = a.out or str(runs_dir("cli") / "embed" / cfg.name)
+    data_root = a.data_root or str(data_dir("tiny"))
+    prep_dir = a.prep_dir or str(prep_dir_of("tiny"))
     splits = embed_config(cfg, a.checkpoint, data_root, prep_dir, out, splits=a.splits.split(","),
                           train_frames=a.train_frames, workers=a.workers, device=a.device, amp=not a.no_amp,
                           force=a.force, config_path=str(resolve_params_path(a.config)), overrides=overrides)

@@ -26,5 +26,10 @@ def prep_dir(dataset_name: str) -> Path:
     return artifacts_dir() / "prep" / dataset_name
 
 
+def runs_dir(profile: str) -> Path:
+    """One reproduction of a profile (``runs/<profile>``; the command-line tools write under ``runs/cli``)."""
+    return artifacts_dir() / "runs" / profile
+
+
 def reports_dir() -> Path:
     return artifacts_dir() / "reports"

@@ -28,9 +28,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lib.config import ConfigError, check_keys, load_config, load_yaml, resolve_params_path
+from lib.config import ConfigError, check_keys, load_yaml, resolve_params_path
+from lib.families import load_config
 from lib.io import git_commit, read_json, write_json
-from lib.paths import NOTEBOOKS, PROFILES, ROOT, artifacts_dir
+from lib.paths import NOTEBOOKS, PROFILES, ROOT, data_dir, reports_dir, runs_dir
+from lib.paths import prep_dir as prep_dir_of
 
 STEPS = ("00_data", "01_frames", "02_motion_maps", "03_text_augmentation", "04_train", "05_embed", "06_ensemble")
 PER_CONFIG = ("04_train", "05_embed")
@@ -89,7 +91,6 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> Profile:
 
 
 def _dataset_paths(profile: Profile) -> tuple[Path, Path, str]:
-    art = artifacts_dir()
     ds = profile.dataset
     if "data_root" in ds:
         raw = os.path.expandvars(str(ds["data_root"]))
@@ -100,20 +101,20 @@ def _dataset_paths(profile: Profile) -> tuple[Path, Path, str]:
                 "CityFlow-NL (AIC21_Track5_NL_Retrieval: train/, validation/, train-tracks.json, test-tracks.json, "
                 "test-queries.json) there, or set the environment variable it names.")
         name = str(ds.get("name") or root.name)
-        return root, art / "prep" / name, name
+        return root, prep_dir_of(name), name
     name = str(ds.get("name") or ds["preset"])
-    return art / "data" / name, art / "prep" / name, name
+    return data_dir(name), prep_dir_of(name), name
 
 
 def report_dir(profile_name: str) -> Path:
     """``artifacts/reports/`` for the default reproduction, ``artifacts/reports/<profile>/`` for the others."""
-    base = artifacts_dir() / "reports"
+    base = reports_dir()
     return base if profile_name == "default" else base / profile_name
 
 
 def plan(profile: Profile, notebooks_dir: Path = NOTEBOOKS, configs: Sequence[str] | None = None) -> list[Task]:
     """Build the task list and validate every parameter and configuration before anything runs."""
-    run_dir = artifacts_dir() / "runs" / profile.name
+    run_dir = runs_dir(profile.name)
     data_root, prep_dir, _ = _dataset_paths(profile)
     metrics = run_dir / "metrics"
     real = "data_root" in profile.dataset
@@ -227,7 +228,7 @@ def run(profile_name: str, force: bool = False, from_step: str | None = None, co
         raise ConfigError(f"--from: unknown step {from_step!r}; steps: {', '.join(STEPS)}")
     profile = load_profile(profile_name)
     tasks = plan(profile, notebooks_dir, configs)
-    run_dir = artifacts_dir() / "runs" / profile.name
+    run_dir = runs_dir(profile.name)
     code = _code_fingerprint()
     commit = git_commit()
     fingerprints: dict[str, str] = {}

@@ -12,13 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from lib.cityflow import Layout, read_frame_bgr
+from lib.cityflow import Layout
 from lib.crops import expand_crop
-
-
-def read_frame(layout: Layout, frame_rel: str, track: str = "?") -> np.ndarray:
-    """RGB frame ``frame_rel`` of the dataset."""
-    return read_frame_bgr(layout.root, frame_rel, track)[:, :, ::-1].copy()
+from lib.frame_io import read_frame
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
@@ -42,7 +38,7 @@ def track_thumbnail(layout: Layout, track_id: str, track: dict[str, Any], positi
     if not frames:
         raise ValueError(f"track {track_id}: no frames")
     i = min(len(frames) - 1, max(0, int(round(position * (len(frames) - 1)))))
-    img = read_frame(layout, frames[i], track_id)
+    img = read_frame(layout.root, frames[i], track_id)
     return _resize(expand_crop(img, boxes[i], context), size)
 
 

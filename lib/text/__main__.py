@@ -30,10 +30,11 @@ def _cmd_augment(args: argparse.Namespace) -> int:
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
-    from lib.text.split import split_path, write_split
+    from lib.prep import split_file
+    from lib.text.split import write_split
 
     split = write_split(args.data_root, args.prep_dir, n_val=args.n_val)
-    print(f"{len(split['train'])} train / {len(split['val'])} val -> {split_path(args.prep_dir)}")
+    print(f"{len(split['train'])} train / {len(split['val'])} val -> {split_file(args.prep_dir)}")
     return 0
 
 

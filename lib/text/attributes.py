@@ -230,7 +230,7 @@ def parse_sentence(s: str) -> Attributes:
 _SPECIFICITY = {"left": 3, "right": 3, "stop": 2, "straight": 1}
 
 
-def combine(parsed: Sequence[Attributes]) -> Attributes:
+def vote(parsed: Sequence[Attributes]) -> Attributes:
     """Vote over several sentences' attributes: majority type and manoeuvre (ties: the more specific manoeuvre,
     then the first named), colours named by at least half of the sentences that name one (else the most named)."""
     types = Counter(a.vehicle_type for a in parsed if a.vehicle_type)
@@ -259,7 +259,7 @@ def combine(parsed: Sequence[Attributes]) -> Attributes:
 
 def parse_track(sentences: Sequence[str]) -> Attributes:
     """Attributes of a track or query from all of its sentences together (vote, see :func:`combine`)."""
-    return combine([parse_sentence(s) for s in sentences])
+    return vote([parse_sentence(s) for s in sentences])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -322,7 +322,7 @@ def measure_on_synthetic(data_root: str | Any) -> dict[str, Any]:
                     if got[f] != truth[f] and len(examples) < 30:
                         examples.append({"split": split, "field": f, "truth": truth[f], "parsed": got[f],
                                          "sentence": s})
-            tr = combine(parsed)
+            tr = vote(parsed)
             got = {"colour": tr.colour, "type": tr.vehicle_type, "manoeuvre": tr.manoeuvre}
             for f in fields_:
                 t_ok[f] += got[f] == truth[f]

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lib.io import read_json, write_json
+from lib.prep import nlpaug_test_queries, nlpaug_train_tracks
 
 NoChunk = Literal["previous", "sentence", "skip"]
 NO_CHUNK_POLICIES: tuple[str, ...] = ("previous", "sentence", "skip")
-TRAIN_OUT = "train-tracks_nlpaug.json"
-QUERIES_OUT = "test-queries_nlpaug.json"
 
 
 @dataclass
@@ -161,10 +160,9 @@ def prepare_text(data_root: str | os.PathLike[str], prep_dir: str | os.PathLike[
     from lib.cityflow import Layout
 
     layout = Layout.of(data_root)
-    text_dir = Path(prep_dir) / "text"
     return {
-        "train": augment_file(layout.train_tracks, text_dir / TRAIN_OUT, no_chunk, nlp=nlp).to_dict(),
-        "queries": augment_file(layout.test_queries, text_dir / QUERIES_OUT, no_chunk, nlp=nlp).to_dict(),
+        "train": augment_file(layout.train_tracks, nlpaug_train_tracks(prep_dir), no_chunk, nlp=nlp).to_dict(),
+        "queries": augment_file(layout.test_queries, nlpaug_test_queries(prep_dir), no_chunk, nlp=nlp).to_dict(),
     }
 
 

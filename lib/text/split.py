@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Sequence
-from pathlib import Path
 
 from lib.io import read_json, write_json
+from lib.prep import load_split, split_file  # noqa: F401  (load_split: the one reader)
 
 SEED = 888
 N_VAL = 100
-SPLIT_FILE = "split.json"
 
 
 def make_split(track_ids: Sequence[str], n_val: int = N_VAL, seed: int = SEED) -> dict[str, list[str]]:
@@ -25,10 +24,6 @@ def make_split(track_ids: Sequence[str], n_val: int = N_VAL, seed: int = SEED) -
                          f"pass a smaller n_val (the tiny preset needs one, e.g. n_val=8)")
     random.Random(seed).shuffle(ids)  # same sequence as random.seed(seed) then random.shuffle
     return {"train": ids[n_val:], "val": ids[:n_val]}
-
-
-def split_path(prep_dir: str | os.PathLike[str]) -> Path:
-    return Path(prep_dir) / SPLIT_FILE
 
 
 def write_split(data_root: str | os.PathLike[str], prep_dir: str | os.PathLike[str], n_val: int = N_VAL,
@@ -44,17 +39,5 @@ def write_split(data_root: str | os.PathLike[str], prep_dir: str | os.PathLike[s
         split = make_split(list(tracks), n_val, seed)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    write_json(split_path(prep_dir), split)
+    write_json(split_file(prep_dir), split)
     return split
-
-
-def load_split(prep_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """``{"train": [...], "val": [...]}`` from ``PREP/split.json``."""
-    path = split_path(prep_dir)
-    data = read_json(path)
-    if not isinstance(data, dict) or not {"train", "val"} <= set(data):
-        raise ValueError(f"{path}: expected an object with fields 'train' and 'val'")
-    overlap = set(data["train"]) & set(data["val"])
-    if overlap:
-        raise ValueError(f"{path}: {len(overlap)} ids are in both 'train' and 'val', e.g. {sorted(overlap)[0]}")
-    return {"train": list(data["train"]), "val": list(data["val"])}

@@ -18,7 +18,13 @@ Deterministic given ``rng`` (a ``numpy.random.Generator`` or ``random.Random``):
 ``numpy.random`` states that nlpaug uses are seeded from ``rng`` for the call and restored afterwards.
 
 ``flip_sentence`` swaps left and right (the original wrote an image+text horizontal flip but left it off): use it
-together with a horizontally mirrored crop and motion map.
+together with a horizontally mirrored crop and motion map. ``p_flip`` is the probability per training sample of that
+flip; :func:`flip_allowed` says which sentences may be flipped.
+
+In training (the ``data.train_aug`` mapping of both families' params files, see ``docs/fidelity_switches.md``) the
+dataset calls :class:`SampleAugment`: ``train_aug_config`` turns the mapping into a :class:`TextAugConfig` in which
+every probability not given is 0 (empty mapping = off, the paper setting), and every random choice comes from
+:func:`sample_rng` (the sample key's seed alone, a stream apart from the sample's other draws).
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ class TextAugConfig:
     p_spelling: float = 0.1
     word_p: float = 0.1
     max_words: int = 2
+    p_flip: float = 0.0
+    """Probability per training sample of the left/right flip (mirrored images + :func:`flip_sentence`)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -93,6 +101,37 @@ class TextAugConfig:
         if unknown:
             raise ValueError(f"TextAugConfig: unknown keys {unknown}; allowed: {sorted(allowed)}")
         return cls(**d)
+
+    @property
+    def changes_words(self) -> bool:
+        """Whether any word augmenter (synonym, swap, delete, spelling) is on."""
+        return any(p > 0 for p in (self.p_synonym, self.p_swap, self.p_delete, self.p_spelling))
+
+    @property
+    def active(self) -> bool:
+        return self.changes_words or self.p_flip > 0
+
+
+OFF = {"p_synonym": 0.0, "p_swap": 0.0, "p_delete": 0.0, "p_spelling": 0.0, "p_flip": 0.0}
+
+
+def train_aug_config(d: dict[str, Any] | None) -> TextAugConfig:
+    """The ``data.train_aug`` mapping as a config: each augmentation is opt-in (a probability not given is 0, so
+    ``{}`` is off); ``word_p`` and ``max_words`` keep the :class:`TextAugConfig` defaults. Unknown keys and
+    values outside [0, 1] raise ``ValueError`` naming them."""
+    if d is not None and not isinstance(d, dict):
+        raise ValueError(f"expected a mapping of {sorted(f.name for f in fields(TextAugConfig))}, got {d!r}")
+    return TextAugConfig.from_dict({**OFF, **(d or {})})
+
+
+AUG_STREAM = 7
+"""Second word of :func:`sample_rng`'s seed: the augmentation draws are a stream apart from the sample's others."""
+
+
+def sample_rng(seed: int) -> np.random.Generator:
+    """The augmentation RNG of one training sample: ``default_rng([seed, 7])``, from the sample key's seed only (so
+    turning augmentation on or off leaves the sample's other random draws unchanged)."""
+    return np.random.default_rng([int(seed) % (1 << 64), AUG_STREAM])
 
 
 def _protected(extra: list[str] | None = None) -> list[str]:
@@ -178,3 +217,87 @@ def flip_sentence(s: str) -> str:
         return new.capitalize() if w[:1].isupper() else new
 
     return _FLIP_RE.sub(repl, s)
+
+
+# Words around "left"/"right" that make it a direction (the text side of a mirror image). Anything else ("right
+# behind", "right after", "has left the") is another meaning, and a sentence with such a use is not flipped.
+_DIRECTION_BEFORE = frozenset({
+    "turn", "turns", "turning", "turned", "to", "the", "a", "its", "far", "then", "goes", "going", "go", "went",
+    "heads", "heading", "head", "headed", "veers", "veering", "veer", "bears", "bearing", "bear", "swerves",
+    "swerving", "moves", "moving", "move", "drives", "driving", "drive", "travels", "traveling", "travelling",
+    "keeps", "keeping", "keep", "stays", "staying", "hangs", "hanging", "hooks", "hooking", "takes", "taking"
+})
+_DIRECTION_AFTER = frozenset({
+    "turn", "turns", "turning", "lane", "lanes", "side", "hand", "corner", "curve", "bend", "direction"
+})
+_NOT_DIRECTION_AFTER = frozenset({
+    "behind", "after", "before", "away", "now", "beside", "next", "there", "here", "in"
+})
+_WORD_RE = re.compile(r"[a-z]+")
+
+
+def mentions_left_right(s: str) -> bool:
+    """Whether ``s`` has a word that :func:`flip_sentence` changes (left, right, leftward(s), rightward(s))."""
+    return _FLIP_RE.search(s) is not None
+
+
+def flip_allowed(s: str) -> bool:
+    """Whether a sentence still describes a horizontally mirrored image once :func:`flip_sentence` is applied.
+
+    True when it mentions neither left nor right (its description does not depend on the side: straight, stop,
+    colours, types), or when every ``left``/``right`` in it is a direction: preceded by a motion word or an article
+    (``turns left``, ``goes right``, ``to the left``, ``makes a right``, ``heading left``) or followed by ``turn``,
+    ``lane``, ``side``, ``hand``, ..., and not followed by ``behind``, ``after``, ``before``, ``away``, ``in``, ...
+    (``right behind``, ``right after`` are not directions; nor is ``left`` in ``has left the``). ``leftward(s)`` and
+    ``rightward(s)`` are always directions. Conservative: a sentence with any other use is not flipped.
+    """
+    words = _WORD_RE.findall(s.lower())
+    for i, w in enumerate(words):
+        if w not in ("left", "right"):
+            continue
+        before = words[i - 1] if i > 0 else ""
+        after = words[i + 1] if i + 1 < len(words) else ""
+        if after in _NOT_DIRECTION_AFTER or not (before in _DIRECTION_BEFORE or after in _DIRECTION_AFTER):
+            return False
+    return True
+
+
+class SampleAugment:
+    """The training-time augmentation of one sample, as both families' training datasets apply it.
+
+    ``SampleAugment(config, fixed_text=False)(sentence, seed) -> (sentence, flip)``: with the RNG
+    :func:`sample_rng(seed) <sample_rng>`, first a flip coin (probability ``p_flip``; the sample is flipped only when
+    :func:`flip_allowed`), then the word augmenters (:class:`TextAugmenter`) on the possibly flipped sentence. The
+    caller mirrors the sample's images when ``flip`` is true. ``fixed_text``: the sentence cannot change (Part One
+    with cached text features): word augmenters are refused, and only sentences without left/right are flipped
+    (mirroring the images of such a sentence keeps it true). The nlpaug augmenters are built on first use (and not
+    pickled), so building a dataset stays cheap.
+    """
+
+    def __init__(self, config: TextAugConfig, fixed_text: bool = False) -> None:
+        if fixed_text and config.changes_words:
+            raise ValueError("data.train_aug: p_synonym / p_swap / p_delete / p_spelling change the sentence, but the "
+                             "text features are cached (set data.cache_text: false to run the text encoder on the "
+                             "augmented sentences)")
+        self.config, self.fixed_text = config, fixed_text
+        self._augmenter: TextAugmenter | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_augmenter": None}
+
+    @property
+    def augmenter(self) -> TextAugmenter:
+        if self._augmenter is None:
+            self._augmenter = TextAugmenter(self.config)
+        return self._augmenter
+
+    def __call__(self, sentence: str, seed: int) -> tuple[str, bool]:
+        rng = sample_rng(seed)
+        flip = bool(rng.random() < self.config.p_flip) and flip_allowed(sentence)
+        if flip and self.fixed_text and mentions_left_right(sentence):
+            flip = False
+        if flip:
+            sentence = flip_sentence(sentence)
+        if self.config.changes_words:
+            sentence = self.augmenter(sentence, rng)
+        return sentence, flip

@@ -9,8 +9,9 @@ import argparse
 import json
 import sys
 
-from lib.config import load_config
-from lib.paths import artifacts_dir
+from lib.families import load_config
+from lib.paths import data_dir, runs_dir
+from lib.paths import prep_dir as prep_dir_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     cfg = load_config(a.config, json.loads(a.override) if a.override else None)
-    out = a.out or str(artifacts_dir() / "runs" / "cli" / "train" / cfg.name)
-    data_root = a.data_root or str(artifacts_dir() / "data" / "tiny")
-    prep_dir = a.prep_dir or str(artifacts_dir() / "prep" / "tiny")
+    out = a.out or str(runs_dir("cli") / "train" / cfg.name)
+    data_root = a.data_root or str(data_dir("tiny"))
+    prep_dir = a.prep_dir or str(prep_dir_of("tiny"))
     from lib.train.loop import train
 
     metrics = train(cfg, data_root, prep_dir, out, max_steps=a.max_steps, workers=a.workers, device=a.device,

@@ -5,13 +5,12 @@ only, read back with ``torch.load(..., weights_only=True)``).
 grad-scaler state, the completed step, the best validation result, the history so far and every RNG state of every
 rank (torch CPU/CUDA, numpy, Python). It is written atomically after ``last.safetensors``, so a crash at any point
 leaves a consistent ``state.pt`` of the last completed checkpoint. ``last.safetensors`` / ``best.safetensors``
-are exports (weights + metadata ``{"family", "config", "step", "model_kwargs"}``) that :func:`load_trained_model`
-turns back into a model.
+are exports (weights + metadata ``{"family", "config", "step", "model_kwargs"}``) that
+:func:`lib.families.load_trained_model` turns back into a model.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from pathlib import Path
@@ -19,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from lib.io import atomic_path, save_safetensors
+from lib.families.weights import load_weights, read_metadata, save_weights  # noqa: F401  (re-exported)
+from lib.io import atomic_path
 
 if TYPE_CHECKING:
-    from lib.config import RunConfig
+    pass
 
 
 # --- RNG state as tensors ----------------------------------------------------------------------------------------
@@ -72,49 +71,3 @@ def load_state(path: str | os.PathLike[str], map_location: str | torch.device = 
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         raise RuntimeError(f"{path}: cannot read the resume state ({type(e).__name__}: {e}); delete it (and "
                            f"last.safetensors) to restart the run from scratch") from e
-
-
-# --- weights exports ---------------------------------------------------------------------------------------------
-def save_weights(path: str | os.PathLike[str], model: nn.Module, cfg: RunConfig, step: int,
-                 model_kwargs: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
-    meta = {"family": cfg.family, "config": cfg.name, "step": str(step), "model_kwargs": json.dumps(model_kwargs)}
-    for k, v in (extra or {}).items():
-        meta[k] = v if isinstance(v, str) else json.dumps(v)
-    return save_safetensors(path, dict(model.state_dict()), metadata=meta)
-
-
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
-
-
-def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    return load_file(str(path), device=str(device))
-
-
-def load_trained_model(cfg: RunConfig, checkpoint: str | os.PathLike[str], device: str | torch.device | None = None
-                       ) -> nn.Module:
-    """Rebuild the model of ``cfg`` with the architecture recorded in ``checkpoint`` (a ``*.safetensors`` written
-    by the trainer), load its weights (strict) and return it in eval mode on ``device``."""
-    from lib.family import get_family
-
-    if device is None:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    meta = read_metadata(checkpoint)
-    if meta.get("family") and meta["family"] != cfg.family:
-        raise ValueError(f"{checkpoint}: checkpoint of family {meta['family']!r}, configuration {cfg.source} is "
-                         f"family {cfg.family!r}")
-    model_kwargs = json.loads(meta.get("model_kwargs", "{}"))
-    model = get_family(cfg.family).build_model(cfg, **model_kwargs)
-    missing, unexpected = model.load_state_dict(load_weights(checkpoint), strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"{checkpoint}: weights do not match configuration {cfg.source}: missing "
-                           f"{missing[:10]}{'...' if len(missing) > 10 else ''}, unexpected "
-                           f"{unexpected[:10]}{'...' if len(unexpected) > 10 else ''}")
-    return model.to(device).eval()

@@ -1,4 +1,4 @@
-"""The generic training loop, shared by every family (see :mod:`lib.family` for the protocol).
+"""The generic training loop, shared by every family (see :mod:`lib.families.base` for the protocol).
 
 ``train(cfg, data_root, prep_dir, out_dir)`` trains one configuration: it reads ``PREP/split.json``, lets the
 family build its caches (rank 0) and dataset, then runs ``total_steps`` optimizer steps on global batches in a
@@ -10,7 +10,6 @@ global batch with DistributedDataParallel; rank 0 validates and writes the files
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -23,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from lib.family import TrainContext, get_family
-from lib.io import read_json, write_json, write_run_info
+from lib import distributed as D
+from lib.distributed import autocast
+from lib.families.base import TrainContext, get_family
+from lib.io import write_json, write_run_info
+from lib.prep import load_split
 from lib.train import checkpoint as ckpt
-from lib.train import distributed as D
 from lib.train.sampler import StepBatchSampler, steps_per_epoch
-from lib.train.validate import evaluate, random_mrr
+from lib.train.validate import random_mrr, validate
 
 if TYPE_CHECKING:
     from lib.config import RunConfig
@@ -37,27 +38,12 @@ FAIL_AT_STEP_ENV = "CFNL_TRAIN_FAIL_AT_STEP"
 """Fault injection for the resume tests: the process dies (``os._exit``) after completing this step."""
 
 
-def load_split(prep_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
-    path = Path(prep_dir) / "split.json"
-    split = read_json(path)
-    for key in ("train", "val"):
-        if not isinstance(split.get(key), list):
-            raise ValueError(f"{path}: missing list field {key!r} (expected {{'train': [...], 'val': [...]}})")
-    return split
-
-
 def _config_fingerprint(cfg: RunConfig) -> str:
     d = cfg.to_dict()
     # fields that may change between a run and its continuation without changing the trajectory
     for k in ("max_steps", "epochs", "val_every", "val_every_epochs", "ckpt_every", "log_every", "workers"):
         d.get("train", {}).pop(k, None)
     return json.dumps(d, sort_keys=True)
-
-
-def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.PathLike[str],
@@ -198,7 +184,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     train_model.train()
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     for batch in loader:
-        with _autocast(dev, use_amp):
+        with autocast(dev, use_amp):
             loss, logs = fam.compute_loss(train_model, batch, step)
         if loss_factor is not None:  # optional family hook: a factor on the loss by step (Part Two warm-up)
             f = float(loss_factor(cfg, step, spe, len(dataset)))
@@ -231,7 +217,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
         if step % val_every == 0 or step == total:
             if info.is_main:
                 c0 = time.process_time()
-                res = evaluate(fam, model, cfg, ctx, val_ids)
+                res = validate(fam, model, cfg, ctx, val_ids)
                 val_cpu_s += time.process_time() - c0
                 history.append({"step": step, "val_mrr": res["mrr"], "val_r1": res["r1"], "val_r5": res["r5"],
                                 "val_r10": res["r10"], "val_time_s": res["val_time_s"]})

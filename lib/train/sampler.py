@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
-from lib.family import SampleKey
+from lib.families.base import SampleKey
 
 
 def steps_per_epoch(n: int, global_batch: int) -> int:

@@ -89,3 +89,33 @@ def test_embeddings_cover_the_test_split(tiny_run: dict) -> None:
         with np.load(emb / "gallery.npz") as g, np.load(emb / "queries.npz") as q:
             assert sorted(g["ids"].tolist()) == sorted(tracks) and np.isfinite(g["feats"]).all()
             assert sorted(q["ids"].tolist()) == sorted(queries) and q["feats"].ndim == 3
+
+
+# --- pinned values ---------------------------------------------------------------------------------------------
+# The tiny profile's recorded metrics, pinned (recommenders' smoke tests do the same): a refactor that changes
+# results fails here loudly. Two runs of the profile on one machine agree exactly; the tolerance leaves room for
+# other CPUs' float kernels (docs/architecture.md). After a change that moves results on purpose, regenerate with
+# ``CFNL_UPDATE_PINS=1 make test-notebooks`` and say why in the commit.
+PINS = Path(__file__).with_name("tiny_profile_pins.json")
+PIN_TOLERANCE = 0.03
+
+
+def _pinned_values(run_dir: Path) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in load_profile("tiny").configs:
+        m = _metrics(run_dir, f"04_train__{name}")
+        out[f"04_train/{name}/val_mrr"] = m["val_mrr"]
+        e = _metrics(run_dir, f"05_embed__{name}")
+        out[f"05_embed/{name}/test_mrr"] = e["test_mrr"]
+    out["06_ensemble/submission/mrr"] = _metrics(run_dir, "06_ensemble")["submission"]["mrr"]
+    return out
+
+
+def test_recorded_metrics_match_pinned_values(tiny_run: dict) -> None:
+    got = _pinned_values(tiny_run["run_dir"])
+    if os.environ.get("CFNL_UPDATE_PINS") == "1":
+        PINS.write_text(json.dumps({"tolerance": PIN_TOLERANCE, "values": got}, indent=1, sort_keys=True) + "\n")
+    pinned = json.loads(PINS.read_text())
+    assert set(got) == set(pinned["values"]), "the pinned keys changed: regenerate (see PINS above)"
+    off = {k: (got[k], v) for k, v in pinned["values"].items() if abs(got[k] - v) > pinned["tolerance"]}
+    assert not off, f"recorded metrics moved beyond {pinned['tolerance']} (got, pinned): {off}"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.config import ConfigError, check_keys, from_dict, load_yaml, parse_config, register_family
+from lib import config
+from lib.config import ConfigError, check_keys, from_dict, load_yaml
 
 
 @dataclasses.dataclass
@@ -33,7 +34,17 @@ class _Embed:
     batch_size: int = 8
 
 
-register_family("_test_family", {"model": _Model, "data": _Data, "train": _Train, "embed": _Embed})
+_SECTIONS = {"_test_family": {"model": _Model, "data": _Data, "train": _Train, "embed": _Embed}}
+
+
+def _sections(family: str) -> dict[str, type]:
+    if family not in _SECTIONS:
+        raise KeyError(f"unknown family {family!r}; known: {sorted(_SECTIONS)}")
+    return _SECTIONS[family]
+
+
+def parse_config(raw: dict, source: str) -> config.RunConfig:
+    return config.parse_config(raw, source, _sections)
 
 
 def test_extends_merges_recursively(tmp_path: Path) -> None:

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _instance_helpers import small_cpu_overrides
-from _part_one_data import make_mini_dataset, tiny_overrides
 
 from lib import embed
-from lib.config import load_config
-from lib.ensemble import load_member, read_manifest, score_matrix
-from lib.family import TrainContext, get_family
+from lib.embeddings import load_member, read_manifest, score_matrix
+from lib.families import create_model, load_config
+from lib.families.base import TrainContext, get_family
 from lib.io import load_npz
 from lib.paths import PARAMS
 from lib.train.checkpoint import save_weights
+from tests.helpers.instance_configs import small_cpu_overrides
+from tests.helpers.track_dataset import make_mini_dataset, tiny_overrides
 
 EFF = PARAMS / "motion_effb3_NOCLS_nlpaug_320.yaml"
 P2 = PARAMS / "b48_lr1_w20_clip_e120_dd.yaml"
@@ -42,7 +42,7 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str
 
 def _checkpoint(cfg, path: Path, **model_kwargs) -> Path:
     torch.manual_seed(0)
-    model = get_family(cfg.family).build_model(cfg, **model_kwargs)
+    model = create_model(cfg, **model_kwargs)
     return save_weights(path, model, cfg, step=0, model_kwargs=model_kwargs)
 
 
@@ -87,7 +87,7 @@ def test_writes_every_split_in_the_contract_format(mini, part_one) -> None:
 def test_track_feature_is_the_mean_of_every_frame_embedding(mini, part_one) -> None:
     data, prep, _ = mini
     cfg, ckpt, out, _ = part_one
-    from lib.train import load_trained_model
+    from lib.families import load_trained_model
 
     model = load_trained_model(cfg, ckpt, device="cpu")
     ctx = TrainContext.create(data, prep, device="cpu", workers=0)

@@ -67,3 +67,25 @@ def test_notebook_cells_stay_thin(path: Path) -> None:
 def test_kernelspec(path: Path) -> None:
     ks = json.loads(path.read_text())["metadata"].get("kernelspec", {})
     assert ks.get("name") == "cfnl", f"{path.name}: kernelspec name should be 'cfnl', got {ks.get('name')!r}"
+
+
+STAGE_PACKAGES = {"00_data": "lib.data", "01_frames": "lib.frames", "02_motion_maps": "lib.motion",
+                  "03_text_augmentation": "lib.text", "04_train": "lib.train", "05_embed": "lib.embed",
+                  "06_ensemble": "lib.ensemble"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.name)
+def test_imports_one_stage_package(path: Path) -> None:
+    """A notebook imports its own stage package of ``lib`` (its submodules included) and ``lib.notebook``."""
+    stage = STAGE_PACKAGES[path.stem]
+    used = set()
+    for c in _cells(path):
+        if c["cell_type"] != "code":
+            continue
+        src = "".join(line for line in c["source"] if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(src)):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            used.update(m for m in mods if m == "lib" or m.startswith("lib."))
+    other = sorted(m for m in used if m != "lib.notebook" and m != stage and not m.startswith(stage + "."))
+    assert not other, f"{path.name}: imports {other}; a notebook uses its stage package {stage} and lib.notebook"

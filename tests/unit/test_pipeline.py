@@ -14,7 +14,8 @@ import nbformat
 import pytest
 
 from lib import pipeline
-from lib.config import ConfigError, register_family
+from lib.config import ConfigError
+from lib.families import base as families_base
 
 PARAMS = {
     "00_data": "preset='tiny'\nseed=0\ndata_root=''\nreal_data=False\nreal_annotations=''\nmetrics_path=''",
@@ -32,7 +33,13 @@ class _S:
     steps: int = 1
 
 
-register_family("_pipeline_test", {"model": _S, "data": _S, "train": _S, "embed": _S})
+class _PipelineTestFamily:
+    """A stand-in family (only its configuration sections are used by the runner)."""
+
+    name = "_pipeline_test"
+    sections = {"model": _S, "data": _S, "train": _S, "embed": _S}
+    scoring_rule = "mean_dot"
+
 
 
 def _write_notebooks(folder: Path, fail_step: str | None = None) -> None:
@@ -51,6 +58,7 @@ def _write_notebooks(folder: Path, fail_step: str | None = None) -> None:
 
 @pytest.fixture()
 def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    monkeypatch.setitem(families_base._FAMILIES, _PipelineTestFamily.name, _PipelineTestFamily())
     monkeypatch.setenv("CFNL_ARTIFACTS", str(tmp_path / "artifacts"))
     code = {"hash": "code-v1"}  # library code is an input too; pinned here so edits elsewhere don't interfere
     monkeypatch.setattr(pipeline, "_code_fingerprint", lambda: code["hash"])

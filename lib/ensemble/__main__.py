@@ -1,0 +1,3 @@
+from lib.ensemble.run import main
+
+raise SystemExit(main())

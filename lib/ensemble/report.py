@@ -1,0 +1,328 @@
+"""The reproduction's report: ``REPORT_DIR/summary.json``, ``summary.md`` and figures (called by 06_ensemble).
+
+Contents:
+
+- one table of every configuration (val MRR of its training run when known, test MRR / R@1 / R@5 / R@10), the
+  ablations (e.g. crop-only), the ensemble variants (published / equal / fitted weights, each with and without the
+  attribute re-rank) and a random ranking;
+- the published and fitted weights;
+- MRR per query kind. The attribute parser reads each query's colour, type and manoeuvre (so kinds exist on real
+  data too); a query is ``colour``-, ``type``- or ``manoeuvre``-heavy after its most unusual cue: the stated value
+  that is rarest relative to the other values of its attribute (frequency among the split's queries times the
+  attribute's number of distinct values). ``a maroon sedan goes straight`` -> colour-heavy; ``a white SUV turns
+  left`` -> manoeuvre-heavy; ``a white bus goes straight`` -> type-heavy; ``other`` states none;
+- the re-rank's classifier accuracy (against the synthetic truth when it exists);
+- a rank histogram (``rank_histogram.png``) and a retrieval gallery (``retrieval_gallery.png``: a few queries'
+  sentences, their top-5 tracks as thumbnails, the true track framed in green, or appended when outside the top 5);
+- the git commit and time.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lib.cityflow import Layout, load_queries, load_tracks
+from lib.ensemble.rerank import AttributeLabels, parse_all
+from lib.ensemble.run import EnsembleResult, metrics_record
+from lib.io import atomic_path, git_commit, read_json, write_json, write_text
+
+KINDS = ("manoeuvre", "type", "colour", "other")
+TABLE_METRICS = ("mrr", "recall_1", "recall_5", "recall_10")
+VARIANT_LABELS = {"published": "ensemble, published weights", "equal": "ensemble, equal weights",
+                  "fitted": "ensemble, weights fitted on val"}
+
+
+def query_kinds(parsed: Sequence[AttributeLabels]) -> list[str]:
+    """The kind of each query: its most unusual stated attribute (see the module docstring).
+
+    For every stated value, ``frequency among the split's queries x number of distinct values of that attribute``
+    says how much more (> 1) or less (< 1) common the value is than an average value of its attribute; the query's
+    kind is the attribute whose value scores lowest. Ties go to the manoeuvre, then the type; nothing stated ->
+    ``other``.
+    """
+    values = {"colour": [q.colours[0] if q.colours else None for q in parsed],
+              "type": [q.vtype for q in parsed], "manoeuvre": [q.manoeuvre for q in parsed]}
+    freq = {a: Counter(v for v in vals if v is not None) for a, vals in values.items()}
+    kinds = []
+    for i in range(len(parsed)):
+        stated = [(freq[a][values[a][i]] * len(freq[a]) / sum(freq[a].values()), rank, a)
+                  for rank, a in enumerate(("manoeuvre", "type", "colour")) if values[a][i] is not None]
+        kinds.append(min(stated)[2] if stated else "other")
+    return kinds
+
+
+def variant_label(v: str) -> str:
+    base, _, rr = v.partition("+")
+    return VARIANT_LABELS.get(base, base) + (" + attribute re-rank" if rr else "")
+
+
+def _row(name: str, kind: str, test: Mapping[str, float] | None, **extra: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, "kind": kind, **extra}
+    for k in TABLE_METRICS:
+        row[k] = None if test is None else float(test[k])
+    return row
+
+
+def table_rows(result: EnsembleResult, train_metrics: Mapping[str, Mapping[str, Any]] | None = None
+               ) -> list[dict[str, Any]]:
+    train_metrics = train_metrics or {}
+    rows = []
+    for name, split in result.config_metrics.items():
+        kind = "ablation" if name in result.ablations else "configuration"
+        weight = None
+        if name in result.members:
+            weight = result.weights["published"][result.members.index(name)]
+        rows.append(_row(name, kind, split.get("test"), weight=weight,
+                         val_mrr=split.get("val", {}).get("mrr"),
+                         train_val_mrr=train_metrics.get(name, {}).get("val_mrr"),
+                         train_time_s=train_metrics.get(name, {}).get("train_time_s")))
+    for v, split in result.variant_metrics.items():
+        rows.append(_row(variant_label(v), "ensemble", split.get("test"), variant=v,
+                         val_mrr=split.get("val", {}).get("mrr")))
+    rows.append(_row("random ranking", "random", result.random if result.test.target_index is not None else None,
+                     val_mrr=None))
+    return rows
+
+
+def kind_breakdown(result: EnsembleResult, kinds: Sequence[str], names: Sequence[str]) -> dict[str, Any]:
+    """MRR per query kind for each configuration / variant in ``names`` (test ranks)."""
+    k = np.asarray(kinds)
+    out: dict[str, Any] = {"counts": {kind: int((k == kind).sum()) for kind in KINDS}, "mrr": {}}
+    for name in names:
+        if name not in result.test_ranks:
+            continue
+        r = result.test_ranks[name]
+        out["mrr"][name] = {kind: (float(np.mean(1.0 / (r[k == kind] + 1))) if (k == kind).any() else None)
+                            for kind in KINDS}
+    return out
+
+
+def checks(result: EnsembleResult) -> dict[str, Any]:
+    """The goals: the ensemble beats every single model; every model is far above random."""
+    if result.test.target_index is None:
+        return {}
+    singles = {n: result.config_metrics[n]["test"]["mrr"] for n in result.members}
+    ens = result.variant_metrics["published"]["test"]["mrr"]
+    chance = result.random["expected_mrr"]
+    return {"published_ensemble_mrr": ens, "best_single": max(singles, key=singles.get),
+            "best_single_mrr": max(singles.values()),
+            "ensemble_beats_every_single_model": bool(ens > max(singles.values())),
+            "random_mrr": chance, "weakest_model_over_random": min(singles.values()) / chance}
+
+
+# --- figures ---------------------------------------------------------------------------------------------------
+RANK_BINS = ((0, 1, "1"), (1, 5, "2-5"), (5, 10, "6-10"), (10, 25, "11-25"), (25, 50, "26-50"),
+             (50, 100, "51-100"), (100, 10**9, ">100"))
+
+
+def rank_histogram(result: EnsembleResult, names: Sequence[str], path: str | os.PathLike[str]) -> Path:
+    from matplotlib.figure import Figure  # no pyplot: the report never touches the notebook's backend
+
+    fig = Figure(figsize=(8, 3.8))
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(names))
+    x = np.arange(len(RANK_BINS))
+    for i, name in enumerate(names):
+        r = result.test_ranks[name]
+        share = [float(np.mean((r >= lo) & (r < hi))) for lo, hi, _ in RANK_BINS]
+        ax.bar(x + i * width - 0.4 + width / 2, share, width, label=variant_label(name)
+               if name in result.variant_metrics else name)
+    ax.set_xticks(x, [b[2] for b in RANK_BINS])
+    ax.set_xlabel("rank of the true track (1 = first)")
+    ax.set_ylabel("share of test queries")
+    ax.legend(fontsize=7)
+    ax.set_title(f"Where the true track lands ({len(result.test.query_ids)} queries, "
+                 f"{len(result.test.gallery_ids)} tracks)")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
+    return out
+
+
+def pick_examples(ranks: np.ndarray, n: int = 3, seed: int = 0) -> list[int]:
+    """Query indices for the retrieval gallery: a hit, a middling one, a miss (when they exist); deterministic."""
+    rng = np.random.default_rng(seed)
+    picks: list[int] = []
+    for lo, hi in ((0, 1), (1, 10), (10, 10**9), (0, 10**9)):
+        cand = [i for i in np.flatnonzero((ranks >= lo) & (ranks < hi)) if i not in picks]
+        if cand and len(picks) < n:
+            picks.append(int(rng.choice(cand)))
+    return picks
+
+
+def retrieval_gallery(result: EnsembleResult, variant: str, layout: Layout, path: str | os.PathLike[str],
+                      queries: Mapping[str, Sequence[str]], tracks: Mapping[str, dict[str, Any]], n: int = 3,
+                      k: int = 5, seed: int = 0) -> Path:
+    from matplotlib.figure import Figure
+
+    from lib.metrics import rank_order
+    from lib.thumbnails import framed, track_thumbnail
+
+    ranks = result.test_ranks[variant]
+    order = rank_order(result.variant_scores[variant])
+    picks = pick_examples(ranks, n, seed)
+    assert result.test.target_index is not None
+    fig = Figure(figsize=(2.0 * (k + 2), 2.3 * len(picks)))
+    axes = fig.subplots(len(picks), k + 2, squeeze=False, gridspec_kw={"width_ratios": [1.6] + [1] * (k + 1)})
+    for row, qi in enumerate(picks):
+        qid = result.test.query_ids[qi]
+        target = int(result.test.target_index[qi])
+        text = "\n".join(textwrap.fill(f"{j + 1}. {s}", 34) for j, s in enumerate(queries[qid]))
+        axes[row, 0].text(0, 0.5, text, fontsize=7, va="center", ha="left", wrap=True)
+        axes[row, 0].set_title(f"query {qid[:8]} (true rank {int(ranks[qi]) + 1})", fontsize=8, loc="left")
+        shown = [int(g) for g in order[qi, :k]]
+        extra = [] if target in shown else [target]
+        for col, g in enumerate(shown + extra, start=1):
+            tid = result.test.gallery_ids[g]
+            img = track_thumbnail(layout, tid, tracks[tid])
+            if g == target:
+                img = framed(img, (0, 200, 0))
+            axes[row, col].imshow(img)
+            title = f"#{col}" if col <= k else f"true: #{int(ranks[qi]) + 1}"
+            axes[row, col].set_title(title, fontsize=8, color="green" if g == target else "black")
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.suptitle(f"Top {k} tracks of {variant_label(variant)} (true track framed green)", fontsize=10)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100)
+    return out
+
+
+# --- markdown --------------------------------------------------------------------------------------------------
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def render_markdown(summary: Mapping[str, Any]) -> str:
+    lines = [f"# Results: {summary.get('title', 'CityFlow-NL retrieval')}", "",
+             f"Commit `{summary['git_commit']}`, {summary['time']}. Test split: {summary['n_queries']} queries x "
+             f"{summary['n_tracks']} tracks; val split: {summary['n_val_queries']} queries. Submitted: "
+             f"`{summary['submitted_variant']}` -> `{summary['submission']}`.", "",
+             "## Every configuration, the ensemble variants and chance", "",
+             "| model | kind | weight | val MRR (training) | val MRR | test MRR | R@1 | R@5 | R@10 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["table"]:
+        lines.append(f"| {r['name']} | {r['kind']} | {_fmt(r.get('weight'), 2)} | {_fmt(r.get('train_val_mrr'))} | "
+                     f"{_fmt(r.get('val_mrr'))} | {_fmt(r['mrr'])} | {_fmt(r['recall_1'])} | "
+                     f"{_fmt(r['recall_5'])} | {_fmt(r['recall_10'])} |")
+    c = summary.get("checks") or {}
+    if c:
+        lines += ["", f"Published ensemble MRR {c['published_ensemble_mrr']:.4f} vs best single model "
+                      f"({c['best_single']}) {c['best_single_mrr']:.4f}: the ensemble "
+                      f"{'beats' if c['ensemble_beats_every_single_model'] else 'does NOT beat'} every single model. "
+                      f"Weakest model: {c['weakest_model_over_random']:.1f}x the random MRR ({c['random_mrr']:.4f})."]
+    w = summary["weights"]
+    lines += ["", "## Ensemble weights", "", "| configuration | " + " | ".join(w["variants"]) + " |",
+              "|---|" + "---|" * len(w["variants"])]
+    for i, m in enumerate(w["members"]):
+        lines.append(f"| {m} | " + " | ".join(_fmt(w["values"][v][i], 4) for v in w["variants"]) + " |")
+    if "fitted" in w["variants"]:
+        lines += ["", "Fitted weights maximise MRR on the val split (coordinate ascent from the published weights); "
+                      "their val MRR is in-sample, the test MRR is the honest number."]
+    kb = summary.get("query_kinds")
+    if kb and kb["mrr"]:
+        lines += ["", "## MRR per query kind", "",
+                  "A query's kind is its most unusual cue: of the colour, type and manoeuvre the parser reads in its "
+                  "sentences, the value that is rarest relative to its attribute's other values among the test "
+                  "queries (frequency x number of values; ties: manoeuvre, then type).",
+                  "", "| model | " + " | ".join(f"{k} (n={kb['counts'][k]})" for k in KINDS) + " |",
+                  "|---|" + "---|" * len(KINDS)]
+        for name, per in kb["mrr"].items():
+            label = variant_label(name) if name in summary["variants"] else name
+            lines.append(f"| {label} | " + " | ".join(_fmt(per[k]) for k in KINDS) + " |")
+    rr = summary.get("rerank") or {}
+    if rr.get("enabled"):
+        s = rr["settings"]
+        lines += ["", "## Attribute re-rank", "",
+                  f"Classifiers (logistic regression, C={s['c']}) on {rr['n_train_tracks']} training tracks' "
+                  f"embeddings, labels from the parser on their descriptions; match threshold {s['min_prob']}, "
+                  f"top-k {s['top_k'] or 'all'}."]
+        acc = rr.get("synthetic_accuracy_test") or {}
+        if acc:
+            lines.append("Predicted test-track attributes vs the synthetic truth: "
+                         + ", ".join(f"{k} {v:.1%}" for k, v in acc.items()) + ".")
+        st = rr.get("queries_stating") or {}
+        if st:
+            lines.append("Test queries stating each attribute: " + ", ".join(f"{k} {v:.0%}" for k, v in st.items())
+                         + ".")
+    figs = summary.get("figures") or {}
+    if figs:
+        lines += ["", "## Figures", ""]
+        for title, rel in figs.items():
+            lines.append(f"![{title}]({rel})")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def read_train_metrics(runs_dir: str | os.PathLike[str] | None, folders: Mapping[str, str]
+                       ) -> dict[str, dict[str, Any]]:
+    """``{configuration: RUNS/train/<folder>/metrics.json}`` for those that exist (folder = the run's name, which
+    the pipeline also gives the embedding folder)."""
+    out: dict[str, dict[str, Any]] = {}
+    if runs_dir is None:
+        return out
+    for name, folder in folders.items():
+        p = Path(runs_dir) / "train" / folder / "metrics.json"
+        if p.exists():
+            out[name] = read_json(p)
+    return out
+
+
+def build_report(result: EnsembleResult, report_dir: str | os.PathLike[str],
+                 data_root: str | os.PathLike[str] | None = None, runs_dir: str | os.PathLike[str] | None = None,
+                 title: str = "", parser: Callable[[Sequence[str]], AttributeLabels] | None = None,
+                 figures: bool = True, seed: int = 0) -> dict[str, Any]:
+    """Write ``summary.json``, ``summary.md`` and the figures into ``report_dir``; return the summary dict."""
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(result.config_metrics)
+    train_metrics = read_train_metrics(runs_dir, {n: Path(result.sources.get(n, n)).name for n in names})
+    rec = metrics_record(result)
+    summary: dict[str, Any] = {
+        "title": title or "CityFlow-NL retrieval", "git_commit": git_commit(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "n_queries": rec["n_queries"], "n_tracks": rec["n_tracks"],
+        "n_val_queries": rec["n_val_queries"], "submitted_variant": result.submitted_variant,
+        "submission": str(result.submission_path), "table": table_rows(result, train_metrics),
+        "variants": list(result.variant_metrics), "checks": checks(result),
+        "weights": {"members": result.members, "variants": list(result.weights),
+                    "values": result.weights},
+        "rerank": result.rerank, "train": train_metrics, "configs": result.config_metrics,
+        "ensemble": result.variant_metrics, "random": result.random, "figures": {},
+    }
+    layout = Layout.of(data_root) if data_root is not None else None
+    if layout is not None and layout.test_queries.exists() and result.test.target_index is not None:
+        queries = load_queries(layout.test_queries)
+        kinds = query_kinds(parse_all([queries[q] for q in result.test.query_ids], parser))
+        summary["query_kinds"] = kind_breakdown(result, kinds, [*names, *result.variant_metrics])
+        if figures:
+            hist_names = [*(["published"] if "published" in result.test_ranks else []),
+                          *(v for v in ("fitted+rerank",) if v in result.test_ranks)]
+            best = summary["checks"].get("best_single")
+            if best:
+                hist_names.insert(0, best)
+            rank_histogram(result, hist_names, out / "rank_histogram.png")
+            summary["figures"]["rank histogram"] = "rank_histogram.png"
+            tracks = load_tracks(layout.test_tracks)
+            retrieval_gallery(result, result.submitted_variant, layout, out / "retrieval_gallery.png", queries,
+                              tracks, seed=seed)
+            summary["figures"]["retrieval gallery"] = "retrieval_gallery.png"
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", render_markdown(summary))
+    return summary

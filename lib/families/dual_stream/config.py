@@ -1,0 +1,102 @@
+"""Part One configuration sections (``model``, ``data``, ``train``, ``embed`` of a ``dual_stream`` params file).
+
+Every field documents itself; the published values are the defaults of the paper files in ``params/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lib.config import ConfigError
+from lib.families.base import BaseTrainCfg
+from lib.families.text_encoders import Pooling
+from lib.text.train_aug import TextAugConfig, train_aug_config
+
+
+# --- configuration -------------------------------------------------------------------------------------------------
+@dataclass
+class DualStreamModelCfg:
+    backbone: str = "tf_efficientnet_b3"
+    """timm model name (paper: legacy_seresnext50_32x4d, tf_efficientnet_b2, tf_efficientnet_b3)."""
+    backbone_weights: str | None = None
+    """Local pretrained weights file for the backbone (both streams); None = random init."""
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra timm.create_model arguments (e.g. drop_path_rate)."""
+    static_padding_size: int | None = None
+    """Freeze TF-"same" padding to this input size (260/300 = efficientnet_pytorch's B2/B3), see backbones.py."""
+    proj: Literal["auto", "conv1x1", "linear"] = "auto"
+    """Projection of pooled features to E: auto = conv1x1 for SE-ResNe(X)t backbones, linear otherwise."""
+    head_dropout: float = 0.0
+    """Dropout before the projection (published EfficientNet: 0.3; SE-ResNeXt: none)."""
+    embed_dim: int = 1024
+    image_size: int = 320
+    motion_stream: bool = True
+    """False: the crop-only single-stream ablation."""
+    text_encoder: str = "roberta-large"
+    """Local text encoder (see lib.families.text_encoders): all-MiniLM-L6-v2 (packaged), a folder, or a name
+    under $CFNL_MODELS_DIR."""
+    text_pooling: Pooling = "mean_all"
+    text_max_length: int = 64
+    car_idloss: bool = False
+    mo_idloss: bool = False
+    share_idloss: bool = False
+    id_loss_weight: float = 0.5
+    logit_scale_init: float = 1.0
+
+
+@dataclass
+class DualStreamDataCfg:
+    crop_area: float = 1.0
+    """Box expansion factor CROP_AREA (lib.crops.expand_box)."""
+    text: Literal["nlpaug", "plain"] = "nlpaug"
+    """nlpaug: PREP/text/train-tracks_nlpaug.json (4 sentences); plain: the dataset's nl (3 sentences)."""
+    sentences_sampled: int = 3
+    """A training sample takes one of the track's first N sentences at random (published: 3)."""
+    motion_variant: str = "published"
+    cache_crops: bool = True
+    """Cache every training/val track's crops (uint8, model input size) and motion maps in PREP/cache/."""
+    cache_text: bool = True
+    """Use cached frozen text features (False: run the text encoder in every step, like the original)."""
+    crop_cache_frames: int | None = None
+    """At most this many evenly spaced frames per track in the crop cache (None: every frame)."""
+    train_aug: dict[str, Any] = field(default_factory=dict)
+    """Training-time text augmentation and left/right flip (lib.text.train_aug, not in the original): probabilities
+    per sample p_synonym, p_swap, p_delete, p_spelling, p_flip (0 when not given), and word_p, max_words. Empty =
+    off (every paper configuration). The word augmenters need cache_text: false; p_flip mirrors crop + motion map."""
+
+    def __post_init__(self) -> None:
+        try:
+            aug = train_aug_config(self.train_aug)
+        except ValueError as e:
+            raise ConfigError(f"data.train_aug: {e}") from None
+        if aug.changes_words and self.cache_text:
+            raise ConfigError("data.train_aug: p_synonym / p_swap / p_delete / p_spelling change the sentences, which "
+                              "cached text features cannot follow: set data.cache_text: false")
+
+    @property
+    def train_aug_cfg(self) -> TextAugConfig:
+        """``train_aug`` validated (:func:`lib.text.train_aug.train_aug_config`)."""
+        return train_aug_config(self.train_aug)
+
+
+@dataclass
+class DualStreamTrainCfg(BaseTrainCfg):
+    weight_decay: float = 0.01
+    """AdamW weight decay (PyTorch default, as the original)."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon (PyTorch default, as the original)."""
+    warmup_epochs: float = 40.0
+    warmup_steps: int | None = None
+    warmup_lr: float = 1e-7
+    lr_decay: float = 0.1
+    lr_decay_every_epochs: float | None = 240.0
+    lr_decay_every_steps: int | None = None
+
+
+@dataclass
+class DualStreamEmbedCfg:
+    frames_per_track: int | None = None
+    """Gallery: at most this many evenly spaced frames per track (None: every frame, published)."""
+    batch_size: int = 64
+    text_batch_size: int = 64

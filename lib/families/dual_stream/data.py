@@ -1,0 +1,142 @@
+"""The Part One training dataset: one sample = one track.
+
+As published: a random frame of the track (its crop, expanded by ``crop_area``, resized to S x S), the track's
+motion map (whole map resized to S x S) and one of its first ``sentences_sampled`` (3) sentences at random, from the
+nlpaug text (``PREP/text/train-tracks_nlpaug.json``) or the plain ``nl``. Label = the track's index among the train
+tracks (ID losses). Images stay uint8 HWC until the model's device. Every random choice comes from the sample key's
+seed (:class:`lib.families.base.SampleKey`).
+
+Optional, not in the original (``data.train_aug``, off in every paper configuration): after the sentence is chosen,
+:class:`lib.text.train_aug.SampleAugment` may flip the sample left/right (crop and motion map mirrored, left and
+right swapped in the sentence) and augment its words, with a second RNG from the key's seed
+(:func:`lib.text.train_aug.sample_rng`), so the frame and sentence draws are the same with or without it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lib.cityflow import Layout
+from lib.families.base import SampleKey
+from lib.families.dual_stream.cache import CropCache, MotionCache
+from lib.families.images import load_crop, load_motion
+from lib.io import read_json
+from lib.prep import nlpaug_train_tracks
+from lib.text.train_aug import SampleAugment, TextAugConfig
+
+
+def track_sentences(prep_dir: str | os.PathLike[str], tracks: dict[str, dict[str, Any]], ids: Sequence[str],
+                    text: str) -> list[list[str]]:
+    """Sentences of each track: ``plain`` = the dataset's ``nl``; ``nlpaug`` = the augmented file's entry."""
+    if text == "plain":
+        out = []
+        for u in ids:
+            nl = tracks[u].get("nl")
+            if not nl:
+                raise ValueError(f"train-tracks.json: track {u} has no 'nl' sentences")
+            out.append([str(s) for s in nl])
+        return out
+    if text != "nlpaug":
+        raise ValueError(f"data.text must be 'nlpaug' or 'plain', got {text!r}")
+    path = nlpaug_train_tracks(prep_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: augmented train sentences not found (notebook 03_text_augmentation or "
+                                f"python -m lib.text augment writes it); or use data.text: plain")
+    aug = read_json(path)
+    out = []
+    for u in ids:
+        if u not in aug:
+            raise KeyError(f"{path}: no entry for track {u}")
+        v = aug[u]
+        nl = v.get("nl") if isinstance(v, dict) else v
+        if not isinstance(nl, list) or not nl:
+            raise ValueError(f"{path}: track {u}: expected a list of sentences (or {{'nl': [...]}}), got {v!r:.80}")
+        out.append([str(s) for s in nl])
+    return out
+
+
+class PartOneDataset(torch.utils.data.Dataset):
+    """Items ``dataset[SampleKey(index, seed)]`` -> dict(crop, motion, text | sentence, label)."""
+
+    def __init__(self, layout: Layout, prep_dir: str | os.PathLike[str], track_ids: Sequence[str],
+                 tracks: dict[str, dict[str, Any]], sentences: list[list[str]], size: int, crop_area: float,
+                 motion_variant: str | None, sentences_sampled: int = 3, text_feats: np.ndarray | None = None,
+                 crop_cache: CropCache | None = None, motion_cache: MotionCache | None = None,
+                 train_aug: TextAugConfig | None = None) -> None:
+        self.layout, self.prep_dir = layout, Path(prep_dir)
+        self.ids = list(track_ids)
+        self.tracks = {u: tracks[u] for u in self.ids}
+        self.sentences = sentences
+        self.size, self.crop_area, self.motion_variant = size, crop_area, motion_variant
+        self.k = sentences_sampled
+        self.text_feats = text_feats  # [n, k, E_t] float32, or None (sentences go to the model)
+        self.crop_cache, self.motion_cache = crop_cache, motion_cache
+        self.model_kwargs = {"num_classes": len(self.ids)}
+        # cached text features: the sentence cannot change (only left/right-free samples may be flipped)
+        self.augment = (SampleAugment(train_aug, fixed_text=text_feats is not None)
+                        if train_aug is not None and train_aug.active else None)
+        for u, s in zip(self.ids, sentences):
+            if len(s) < 1:
+                raise ValueError(f"track {u}: no sentences")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def choices(self, key: SampleKey) -> tuple[int, int]:
+        """(frame position in the track, sentence index) of a sample."""
+        uuid = self.ids[key.index]
+        rng = np.random.default_rng(key.seed)
+        n_frames = len(self.tracks[uuid]["frames"])
+        if self.crop_cache is not None:
+            positions = self.crop_cache.frame_positions(n_frames)
+            j = int(rng.integers(len(positions)))
+            frame = positions[j]
+        else:
+            frame = int(rng.integers(n_frames))
+        sent = int(rng.integers(min(self.k, len(self.sentences[key.index]))))
+        return frame, sent
+
+    def __getitem__(self, key: SampleKey) -> dict[str, Any]:
+        index = key.index
+        uuid = self.ids[index]
+        tr = self.tracks[uuid]
+        frame, sent = self.choices(key)
+        if self.crop_cache is not None:
+            row = self.crop_cache.frame_positions(len(tr["frames"])).index(frame)
+            crop = np.array(self.crop_cache.load(uuid)[row])
+        else:
+            crop = load_crop(self.layout.frame_path(tr["frames"][frame]), tr["boxes"][frame], self.crop_area,
+                             self.size, what=f"track {uuid}, frames[{frame}]")
+        sentence, flip = self.sentences[index][sent], False
+        if self.augment is not None:
+            sentence, flip = self.augment(sentence, key.seed)
+        if flip:
+            crop = crop[:, ::-1]
+        item: dict[str, Any] = {"crop": torch.from_numpy(np.ascontiguousarray(crop)), "label": index}
+        if self.motion_variant is not None:
+            mo = (self.motion_cache.load(uuid) if self.motion_cache is not None
+                  else load_motion(self.prep_dir, self.motion_variant, uuid, self.size))
+            item["motion"] = torch.from_numpy(np.ascontiguousarray(mo[:, ::-1] if flip else mo))
+        if self.text_feats is not None:
+            item["text"] = torch.from_numpy(self.text_feats[index, sent])  # flipped only if left/right-free
+        else:
+            item["sentence"] = sentence
+        return item
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"crop": torch.stack([s["crop"] for s in samples]),
+                           "label": torch.tensor([s["label"] for s in samples], dtype=torch.long)}
+    if "motion" in samples[0]:
+        out["motion"] = torch.stack([s["motion"] for s in samples])
+    if "text" in samples[0]:
+        out["text"] = torch.stack([s["text"] for s in samples])
+    else:
+        out["sentence"] = [s["sentence"] for s in samples]
+    return out

@@ -1,0 +1,61 @@
+"""Trained weights: read a ``*.safetensors`` export of the trainer (weights + metadata ``{"family", "config",
+"step", "model_kwargs"}``) and rebuild its model through the one door, :func:`lib.families.create_model`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from lib.families.base import get_family
+from lib.io import save_safetensors
+
+if TYPE_CHECKING:
+    from lib.config import RunConfig
+
+
+def save_weights(path: str | os.PathLike[str], model: nn.Module, cfg: RunConfig, step: int,
+                 model_kwargs: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+    meta = {"family": cfg.family, "config": cfg.name, "step": str(step), "model_kwargs": json.dumps(model_kwargs)}
+    for k, v in (extra or {}).items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v)
+    return save_safetensors(path, dict(model.state_dict()), metadata=meta)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    return load_file(str(path), device=str(device))
+
+
+def load_trained_model(cfg: RunConfig, checkpoint: str | os.PathLike[str], device: str | torch.device | None = None
+                       ) -> nn.Module:
+    """Rebuild the model of ``cfg`` with the architecture recorded in ``checkpoint`` (a ``*.safetensors`` written
+    by the trainer), load its weights (strict) and return it in eval mode on ``device``."""
+    if device is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    meta = read_metadata(checkpoint)
+    if meta.get("family") and meta["family"] != cfg.family:
+        raise ValueError(f"{checkpoint}: checkpoint of family {meta['family']!r}, configuration {cfg.source} is "
+                         f"family {cfg.family!r}")
+    model_kwargs = json.loads(meta.get("model_kwargs", "{}"))
+    model = get_family(cfg.family).build_model(cfg, **model_kwargs)  # = lib.families.create_model
+    missing, unexpected = model.load_state_dict(load_weights(checkpoint), strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"{checkpoint}: weights do not match configuration {cfg.source}: missing "
+                           f"{missing[:10]}{'...' if len(missing) > 10 else ''}, unexpected "
+                           f"{unexpected[:10]}{'...' if len(unexpected) > 10 else ''}")
+    return model.to(device).eval()

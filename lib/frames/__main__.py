@@ -1,0 +1,3 @@
+from lib.frames.extract import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+from lib.motion.maps import main
+
+raise SystemExit(main())

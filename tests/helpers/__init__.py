@@ -1,0 +1,1 @@
+"""Test helpers: small datasets, configurations and embeddings built on the fly (no test lives here)."""
