@@ -8,13 +8,25 @@ the key mapping, missing/unexpected keys) and ``run_info.json``.
 Safety: the checkpoint is read with ``torch.load(..., weights_only=True)`` (tensors only, no code), ``opts.yaml``
 with ``yaml.safe_load``.
 
-Names. The original model (``siamese_baseline_model.py`` + ``model.py`` of the second codebase) keeps the Cadene
-SE-ResNeXt101 modules (``layer0`` .. ``layer4``, which timm's ``legacy_seresnext101_32x4d`` names identically), the
-two GeM poolings, the segment GeM, the HF RoBERTa as ``bert_model``, ``lang_fc`` / ``visual_fc``, the shared
-ClassBlock ``classifier`` (``add_block`` = Linear + BN, ``classifier`` = [Dropout,] Linear) and ``logit_scale1``
-(``logit_scale2`` is never used). The exact prefixes of the visual modules are not fixed by the code we could read,
-so :data:`RULES` accepts the plausible variants and every key that no rule maps is reported: a conversion with
-unmapped or missing keys fails unless ``strict=False``.
+Names (``docs/reference.md``, P2.8). The released ``net_last.pth`` holds the original ``SiameseBaselineModel``
+saved from DataParallel (every key under ``module.``):
+
+=============================================================  ==============================================
+original key                                                   ours (``InstanceModel``)
+=============================================================  ==============================================
+``resnet50.model.layer0..4.*`` (Cadene SE-ResNeXt101)           ``backbone.layer0..4.*`` (timm legacy_seresnext101)
+``resnet50.model.avg_pool2.p`` / ``max_pool2.p`` (GeM p 1 / 5)  ``pool_avg.p`` / ``pool_max.p``
+``resnet50.classifier.add_block.{0,1}.*`` (Linear, BN 512)      ``classifier.add_block.{0,1}.*``
+``resnet50.classifier.classifier.0.*`` (Linear 512->#ids)       ``classifier.classifier.1.*`` (after our Dropout)
+``gem.p`` (segment GeM, nseg > 1)                               ``pool_segments.p``
+``bert_model.*`` (RoBERTa, pooler removed)                      ``text_encoder.*``
+``lang_fc.{0,1}.*``, ``visual_fc.{0,1}.*``                      the same
+``logit_scale1``                                                ``logit_scale``
+``logit_scale2`` (never used)                                   dropped
+=============================================================  ==============================================
+
+Every other key is reported as unmapped and every key of ours that the file does not provide as missing; a
+conversion with either fails unless ``strict=False``.
 """
 
 from __future__ import annotations
@@ -34,23 +46,21 @@ import yaml
 # (pattern on the original key after stripping "module.", replacement in our InstanceModel) - first match wins.
 RULES: list[tuple[str, str | None]] = [
     # dropped on purpose
-    (r"^(?:.*\.)?last_linear\.(weight|bias)$", None),  # the ImageNet classifier (removed in the original too)
-    (r"^bert_model\.pooler\..*$", None),  # RoBERTa pooler (removed in the original)
     (r"^logit_scale2$", None),  # built but never used
-    # visual backbone: Cadene SENet stages, possibly under a wrapper (backbone / backbone.model / model / ...)
-    (r"^(?:[A-Za-z_0-9]+\.)*?(layer[0-4]\..+)$", r"backbone.\1"),
-    # GeM poolings: 'avg' (p init 1), 'max' (p init 5), over segments (p init 3)
-    (r"^(?:[A-Za-z_0-9]+\.)*[A-Za-z_0-9]*(?:seg|nseg|temporal)[A-Za-z_0-9]*\.p$", "pool_segments.p"),
-    (r"^(?:[A-Za-z_0-9]+\.)*[A-Za-z_0-9]*avg[A-Za-z_0-9]*\.p$", "pool_avg.p"),
-    (r"^(?:[A-Za-z_0-9]+\.)*[A-Za-z_0-9]*max[A-Za-z_0-9]*\.p$", "pool_max.p"),
+    (r"^bert_model\.pooler\..*$", None),  # a RoBERTa pooler, if a file kept one (the original replaced it)
+    # visual: the Cadene SE-ResNeXt101 inside ft_net_SE, its two GeM poolings and the shared ClassBlock
+    (r"^resnet50\.model\.(layer[0-4]\..+)$", r"backbone.\1"),
+    (r"^resnet50\.model\.avg_pool2\.p$", "pool_avg.p"),
+    (r"^resnet50\.model\.max_pool2\.p$", "pool_max.p"),
+    (r"^resnet50\.classifier\.add_block\.([01])\.(.+)$", r"classifier.add_block.\1.\2"),
+    (r"^resnet50\.classifier\.classifier\.0\.(weight|bias)$", r"classifier.classifier.1.\1"),
+    # the GeM over segments (nseg > 1)
+    (r"^gem\.p$", "pool_segments.p"),
     # text
     (r"^bert_model\.(.+)$", r"text_encoder.\1"),
-    (r"^lang_fc\.(\d+\..+)$", r"lang_fc.\1"),
-    (r"^visual_fc\.(\d+\..+)$", r"visual_fc.\1"),
-    # shared ClassBlock: embedding block, then the id classifier (a Dropout may precede the Linear)
-    (r"^classifier\.add_block\.([01])\.(.+)$", r"classifier.add_block.\1.\2"),
-    (r"^classifier\.classifier\.\d+\.(weight|bias)$", r"classifier.classifier.1.\1"),
-    (r"^logit_scale1?$", "logit_scale"),
+    (r"^lang_fc\.([01]\..+)$", r"lang_fc.\1"),
+    (r"^visual_fc\.([01]\..+)$", r"visual_fc.\1"),
+    (r"^logit_scale1$", "logit_scale"),
 ]
 
 # opts.yaml option -> (section, our key, converter)

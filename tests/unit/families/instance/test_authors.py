@@ -42,16 +42,21 @@ class OrigGeM(nn.Module):
 
 
 class OrigClassBlock(nn.Module):
+    """ClassBlock of the original model.py: ``add_block`` (Linear + BN = the 512-d embedding), a separate
+    parameter-free ``drop``, then ``classifier`` = Sequential(Linear)."""
+
     def __init__(self, input_dim: int, class_num: int, droprate: float, num_bottleneck: int = 512) -> None:
         super().__init__()
         self.add_block = nn.Sequential(nn.Linear(input_dim, num_bottleneck), nn.BatchNorm1d(num_bottleneck))
-        self.classifier = nn.Sequential(nn.Dropout(p=droprate), nn.Linear(num_bottleneck, class_num))
+        self.drop = nn.Dropout(p=droprate)
+        self.classifier = nn.Sequential(nn.Linear(num_bottleneck, class_num))
 
 
-class OrigSENet(nn.Module):
-    """ft_net_SE: the Cadene network, layer4 stride 1 for one frame, GeM 'avg' (p 1) and 'max' (p 5)."""
+class OrigFtNetSE(nn.Module):
+    """ft_net_SE: ``model`` = the Cadene network (layer4 stride 1 for one frame, GeM 'avg' p 1 and 'max' p 5 as
+    ``avg_pool2`` / ``max_pool2``, ``last_linear`` emptied) and ``classifier`` = the shared ClassBlock."""
 
-    def __init__(self, stride: int) -> None:
+    def __init__(self, stride: int, num_classes: int, droprate: float) -> None:
         super().__init__()
         model_ft = pretrainedmodels.__dict__["se_resnext101_32x4d"](num_classes=1000, pretrained=None)
         if stride == 1:
@@ -61,38 +66,58 @@ class OrigSENet(nn.Module):
         model_ft.max_pool2 = OrigGeM(2048, p=5)
         model_ft.last_linear = nn.Sequential()
         self.model = model_ft
+        self.classifier = OrigClassBlock(4096, num_classes, droprate)
 
 
 class OrigSiamese(nn.Module):
+    """SiameseBaselineModel under its original attribute names (docs/reference.md, P2.8)."""
+
     def __init__(self, nseg: int, num_classes: int, droprate: float, roberta_dir: Path) -> None:
         super().__init__()
         from transformers import RobertaConfig, RobertaModel
 
         self.nseg = nseg
-        self.backbone = OrigSENet(1 if nseg == 1 else 2)
+        self.resnet50 = OrigFtNetSE(1 if nseg == 1 else 2, num_classes, droprate)
         if nseg > 1:
-            self.segpool = OrigGeM(4096, p=3)
-        self.bert_model = RobertaModel(RobertaConfig.from_pretrained(str(roberta_dir)))  # pooler kept in the file
+            self.gem = OrigGeM(4096, p=3)
+        self.bert_model = RobertaModel(RobertaConfig.from_pretrained(str(roberta_dir)))
+        self.bert_model.pooler = nn.Sequential()  # the original removes the pooler: no pooler keys in the file
         e = self.bert_model.config.hidden_size
-        self.logit_scale1 = nn.Parameter(torch.ones(()))
-        self.logit_scale2 = nn.Parameter(torch.ones(()))
         self.lang_fc = nn.Sequential(nn.BatchNorm1d(2 * e), nn.Linear(2 * e, 4096))
         self.visual_fc = nn.Sequential(nn.BatchNorm1d(4096), nn.Linear(4096, 4096))
-        self.classifier = OrigClassBlock(4096, num_classes, droprate)
+        self.logit_scale1 = nn.Parameter(torch.ones(()))
+        self.logit_scale2 = nn.Parameter(torch.ones(()))
 
     def encode_images(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.backbone.model
+        m = self.resnet50.model
         f = m.layer4(m.layer3(m.layer2(m.layer1(m.layer0(x)))))
         v = torch.cat([m.avg_pool2(f), m.max_pool2(f)], dim=1)
         if self.nseg > 1:
             v = v.view(-1, self.nseg, 4096).permute(0, 2, 1).unsqueeze(-1)
-            v = self.segpool(v)
-        return self.classifier.add_block(self.visual_fc(v))
+            v = self.gem(v)
+        return self.resnet50.classifier.add_block(self.visual_fc(v))
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         h = self.bert_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pooled = torch.cat([h.mean(dim=1), h.max(dim=1)[0]], dim=1)
-        return self.classifier.add_block(self.lang_fc(pooled))
+        return self.resnet50.classifier.add_block(self.lang_fc(pooled))
+
+
+def original_key_set(nseg: int, num_classes: int = 2498) -> set[str]:
+    """The exact key set of a released net_last.pth (docs/reference.md, P2.8), DataParallel prefix included."""
+    blocks = {"resnet50.model." + k for k in pretrainedmodels.__dict__["se_resnext101_32x4d"](
+        num_classes=1000, pretrained=None).state_dict() if k.startswith("layer")}
+    keys = blocks | {"resnet50.model.avg_pool2.p", "resnet50.model.max_pool2.p", "logit_scale1", "logit_scale2"}
+    keys |= {f"resnet50.classifier.add_block.0.{n}" for n in ("weight", "bias")}
+    keys |= {f"resnet50.classifier.add_block.1.{n}" for n in ("weight", "bias", "running_mean", "running_var",
+                                                               "num_batches_tracked")}
+    keys |= {"resnet50.classifier.classifier.0.weight", "resnet50.classifier.classifier.0.bias"}
+    keys |= {f"lang_fc.0.{n}" for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    keys |= {"lang_fc.1.weight", "lang_fc.1.bias", "visual_fc.1.weight", "visual_fc.1.bias"}
+    keys |= {f"visual_fc.0.{n}" for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    if nseg > 1:
+        keys.add("gem.p")
+    return {"module." + k for k in keys}
 
 
 def _randomise(model: nn.Module) -> None:
@@ -141,8 +166,11 @@ def test_converted_checkpoint_gives_the_same_embeddings(name: str, nseg: int, tm
     over = {"model": {"text_encoder": "roberta-small"}}
     model, rep = A.import_checkpoint(ckpt, name, opts, out_dir=tmp_path / "out", overrides=over)
     assert rep.ok, rep.to_dict()
-    assert sorted(rep.dropped) == ["bert_model.pooler.dense.bias", "bert_model.pooler.dense.weight",
-                                   "logit_scale2"]
+    assert rep.dropped == ["logit_scale2"] and not rep.unmapped and not rep.missing
+    # the file has exactly the released key set (bert_model.* apart, which is the RoBERTa of the config)
+    saved = set(torch.load(ckpt, weights_only=True))
+    assert {k for k in saved if not k.startswith("module.bert_model.")} == original_key_set(nseg, 7)
+    assert not any(k.startswith("module.bert_model.pooler") for k in saved)
     assert rep.overrides["model"]["nseg"] == nseg and rep.overrides["data"]["pad"] == 0.2
     assert "gpu_ids" in rep.unused_options
     assert model.num_classes == 7 and abs(float(model.logit_scale.detach()) - 1.7) < 1e-6
@@ -169,7 +197,7 @@ def test_unknown_keys_and_unsafe_files_are_refused(tmp_path: Path, roberta_dir: 
     orig, ckpt, opts = _release(tmp_path, 1, roberta_dir, num_classes=3)
     sd = dict(orig.state_dict())
     sd["mystery.weight"] = torch.zeros(2)
-    del sd["visual_fc.1.bias"]
+    del sd["visual_fc.1.bias"]  # a plain (not DataParallel) state dict is read too
     torch.save(sd, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="mystery.weight"):
         A.import_checkpoint(tmp_path / "bad.pth", PAPER_NSEG1, opts, overrides={"model": {
