@@ -4,7 +4,7 @@ The published rule (``variant="published"``, ``docs/reference.md``, P1.5):
 
 - **background** of a camera = the mean of every ``k``-th of its frames, ``k = min(5, max(1, n_frames // 200))``,
   at most 1000 sampled frames (positions ``0, k, 2k, ...`` of the camera's sorted ``img1/*.jpg`` list, as the
-  original's ``glob``); the mean is rounded to the nearest integer and saved as JPEG in ``backgrounds/``;
+  original's ``glob``); the mean is truncated to an integer (``astype(int)``) and saved as JPEG in ``backgrounds/``;
   motion maps take the background *as saved* (decoded from that JPEG), as the original's second script read it.
 - **map** of a track = an all-zero canvas of frame size; for every ``i`` with ``i % 7 == 1``, where ``i`` is the
   0-based position in the track's ``frames`` list (the original's ``for i, frame in enumerate(frames)``), the
@@ -157,8 +157,9 @@ def encode_jpeg(img: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 
 
 def mean_to_uint8(total: np.ndarray, count: int) -> np.ndarray:
-    """The background: ``total / count`` rounded to the nearest integer (half to even), as uint8."""
-    return np.clip(np.rint(total / float(count)), 0, 255).astype(np.uint8)
+    """The background: ``total / count`` TRUNCATED to an integer, as the original's ``astype(int)`` (P1.5); the
+    integer division of the non-negative sums is exactly that truncation."""
+    return np.clip(total // np.uint32(count), 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------------------------

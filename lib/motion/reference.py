@@ -18,7 +18,8 @@ from lib.io import read_json
 
 
 def reference_background(camera_dir: str | os.PathLike[str]) -> np.ndarray:
-    """Mean of every k-th frame (``k = min(5, max(1, n // 200))``), at most 1000 frames, rounded to uint8."""
+    """Mean of every k-th frame (``k = min(5, max(1, n // 200))``), at most 1000 frames, truncated to integers
+    (``astype(int)``, as the original)."""
     imgs = sorted(glob.glob(os.path.join(str(camera_dir), "img1", "*.jpg")))
     interval = min(5, max(1, len(imgs) // 200))
     samples = imgs[::interval][:1000]
@@ -28,16 +29,17 @@ def reference_background(camera_dir: str | os.PathLike[str]) -> np.ndarray:
         avg = img if avg is None else avg + img
     assert avg is not None, f"{camera_dir}: no frames"
     avg = avg / len(samples)
-    return np.clip(np.rint(avg), 0, 255).astype(np.uint8)
+    return avg.astype(int).astype(np.uint8)
 
 
 def reference_motion_map(data_root: str | os.PathLike[str], track: dict, background: np.ndarray) -> np.ndarray:
-    """Zero canvas; paste box ``i`` of frame ``i`` when ``i % 7 == 1``; zero pixels take the background."""
+    """Zero canvas; paste box ``i`` of frame ``i`` when ``i % 7 == 1``; zero pixels take the background. As the
+    original script, every frame of the track is decoded inside the loop, the pasted ones only are used."""
     h, w = background.shape[:2]
     canvas = np.zeros_like(background)
     for i, (rel, box) in enumerate(zip(track["frames"], track["boxes"])):
+        frame = cv2.imread(os.path.join(str(data_root), rel))  # the original reads every frame, then tests i
         if i % 7 == 1:
-            frame = cv2.imread(os.path.join(str(data_root), rel))
             x, y, bw, bh = (int(v) for v in box[:4])
             x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + bw), min(h, y + bh)
             if x1 > x0 and y1 > y0:

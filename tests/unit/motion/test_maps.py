@@ -233,3 +233,9 @@ def test_tiny_preset_equals_reference(tiny_dataset: Path, tmp_path: Path) -> Non
     ref_bg = reference_background(data / cam)
     ours_bg = cv2.imread(str(background_path(out, cam))).astype(int)
     assert np.abs(ours_bg - ref_bg).mean() < 3.0  # the exact mean vs its JPEG
+
+
+def test_background_mean_is_truncated_as_the_original() -> None:
+    """The original's ``astype(int)``: 5/3 -> 1, 8/3 -> 2 (rounding would give 2 and 3), 764/3 -> 254."""
+    total = np.array([[[5, 8, 764]]], np.uint32)
+    assert motion.mean_to_uint8(total, 3).tolist() == [[[1, 2, 254]]]
