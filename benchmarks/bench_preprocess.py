@@ -5,8 +5,8 @@ preset (``tiny`` when quick), generated into ``artifacts/data/<preset>`` if abse
    grouped by camera, each needed frame decoded once, cameras in parallel processes). Baseline:
    ``lib.motion.reference`` (the original's two scripts, literally: one pass per camera for the background, then
    per track the background and every frame of the track decoded again, every 7th pasted). Both outputs are
-   compared (byte-identical files / max pixel difference); ``ours_one_process_s`` times ours in one process (the gain of reading once and composing per box,
-   without the parallel cameras).
+   compared (byte-identical files / max pixel difference); ``ours_one_process_s`` times ours in one process (the
+   gain of reading once and composing per box, without the parallel cameras).
 2. ``frame_extraction``: every frame of every camera to ``img1/%06d.jpg``. Ours: ``lib.frames`` (cameras in
    parallel, MJPEG packets copied). Baseline: a plain one-process loop (``cv2.VideoCapture.read`` +
    ``cv2.imwrite``). The details also time ours in ``reencode`` mode (parallelism alone).
