@@ -130,12 +130,14 @@ def clear_instance_ids(tracks: Mapping[str, Mapping[str, Any]], order: Sequence[
 def segment_frame_indices(n_frames: int, nseg: int, rng: random.Random) -> list[int]:
     """One uniformly random frame per segment of ``n_frames // nseg`` frames (the published training sampler).
 
-    The original crashes when a track has fewer frames than segments; here such a segment length is taken as 1
-    and indices are clipped to the last frame.
+    A track with fewer frames than segments takes frame 0 for every segment, as the original sampler does
+    (docs/reference.md, P2.9); no random draw is made for it.
     """
     if n_frames < 1:
         raise ValueError("a track needs at least one frame")
-    seg = max(1, n_frames // nseg)
+    if n_frames < nseg:
+        return [0] * nseg
+    seg = n_frames // nseg
     out = []
     for i in range(nseg):
         lo = min(i * seg, n_frames - 1)

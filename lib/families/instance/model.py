@@ -210,8 +210,10 @@ class InstanceModel(nn.Module):
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
-        v, v_logits = self.encode_images(images)
+        # the shared ClassBlock sees the text batch first, then the visual one (the original's order: its BatchNorm
+        # running statistics are updated in that order, docs/reference.md P2.8)
         t, t_logits = self.encode_tokens(input_ids, attention_mask)
+        v, v_logits = self.encode_images(images)
         return {"visual": v, "text": t, "visual_logits": v_logits, "text_logits": t_logits,
                 "logit_scale": self.logit_scale}
 

@@ -52,7 +52,7 @@ def test_segment_sampling_takes_one_frame_per_segment() -> None:
         assert 0 <= idx[0] < 3 and 3 <= idx[1] < 6 and 6 <= idx[2] < 9
     seen = {D.segment_frame_indices(7, 1, rng)[0] for _ in range(300)}
     assert seen == set(range(7))  # nseg = 1: any frame of the track
-    assert D.segment_frame_indices(2, 3, rng) == [0, 1, 1]  # short track: guarded instead of crashing
+    assert D.segment_frame_indices(2, 3, rng) == [0, 0, 0]  # fewer frames than segments: frame 0 each (P2.9)
 
 
 def test_eval_frames_are_the_published_linspace() -> None:

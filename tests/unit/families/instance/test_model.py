@@ -106,7 +106,7 @@ def test_paper_settings_are_decoded() -> None:
         48, 100, 1, 320, 0.2, 0.75)
     for cfg in (a, b, c):  # published behaviour behind every fidelity switch
         assert cfg.model.text_pooling == "all_tokens" and cfg.data.text_wrap == "literal_cls_sep"
-        assert cfg.embed.test_pad == "published" and cfg.train.lr_drop_one_epoch_early
+        assert cfg.embed.test_pad == "as_trained" and cfg.train.lr_drop_one_epoch_early
         assert cfg.part == "two" and cfg.ensemble_weight == 1.0 and cfg.embed.frames == 4
 
 
@@ -139,6 +139,23 @@ def test_architecture_as_published(with_models) -> None:
     assert m3.backbone.forward_features(x[:, 0]).shape[-1] == 2
     e, _ = m3.encode_images(torch.randn(2, 3, 3, 64, 64))
     assert e.shape == (2, 512)
+
+
+def test_shared_classblock_sees_text_then_visual(with_models) -> None:
+    """P2.8: in the forward pass the shared ClassBlock runs on the text features first, so its BatchNorm's running
+    statistics are updated by the text batch, then by the visual one."""
+    _, m = _small_model(PAPER[0], with_models)
+    m.train()
+    calls: list[str] = []
+    for name in ("lang_fc", "visual_fc", "classifier"):
+        getattr(m, name).register_forward_hook(lambda mod, inp, out, n=name: calls.append(n))
+    tok = m.tokenizer(["[CLS]A red sedan.[SEP]", "[CLS]A white SUV turns left.[SEP]"], padding="longest",
+                      return_tensors="pt")
+    bn = m.classifier.add_block[1]
+    before = bn.running_mean.clone()
+    m(torch.randn(2, 1, 3, 64, 64), tok["input_ids"], tok["attention_mask"])
+    assert calls == ["lang_fc", "classifier", "visual_fc", "classifier"]
+    assert not torch.equal(bn.running_mean, before)
 
 
 def test_param_groups_follow_the_published_rates(with_models) -> None:
@@ -185,7 +202,7 @@ def test_text_switches(with_models) -> None:
 
 def test_gallery_and_queries_aggregate_as_published(mini, with_models) -> None:
     fam = get_family("instance")
-    cfg = load_config(PAPER[2], merge(small_cpu_overrides(), {"embed": {"test_pad": "as_trained"}}))
+    cfg = load_config(PAPER[2], small_cpu_overrides())  # the training pad by default (0.2)
     ctx = TrainContext.create(*mini, device="cpu", workers=0)
     tracks = {u: ctx.train_tracks[u] for u in sorted(ctx.train_tracks)[:3]}
     model = fam.build_model(cfg, num_classes=4).eval()
@@ -225,11 +242,15 @@ def test_segment_gallery_is_one_fused_feature(mini, with_models) -> None:
     tr = tracks[next(iter(tracks))]
     idx = D.eval_frame_indices(len(tr["frames"]), 3, all_if_short=False)  # 0, 1, 3 of 5
     assert idx == [0, 1, 3]
-    crops = [D.eval_transform(D.crop_frame(np.asarray(load_rgb(ctx.data_root.root / tr["frames"][i])), tr["boxes"][i],
-                                           0.0, 32)) for i in idx]  # published test pad: 0
-    with torch.no_grad():
-        ref = F.normalize(model.encode_images(torch.stack(crops)[None])[0], dim=1)[0].numpy()
-    assert np.allclose(g[0], ref, atol=1e-5)
+    assert cfg.data.pad == 0.2
+    for test_pad, pad in (("as_trained", 0.2), ("zero", 0.0)):  # published: the training pad; defect option: 0
+        c = load_config(PAPER[1], merge(small_cpu_overrides(), {"embed": {"test_pad": test_pad}}))
+        g = fam.embed_gallery(model, c, ctx, tracks)
+        crops = [D.eval_transform(D.crop_frame(np.asarray(load_rgb(ctx.data_root.root / tr["frames"][i])),
+                                               tr["boxes"][i], pad, 32)) for i in idx]
+        with torch.no_grad():
+            ref = F.normalize(model.encode_images(torch.stack(crops)[None])[0], dim=1)[0].numpy()
+        assert np.allclose(g[0], ref, atol=1e-5), test_pad
 
 
 @pytest.mark.parametrize("name, size, cells", [("b48_lr1_w20_clip_e120_dd_cpu", 64, 4),
