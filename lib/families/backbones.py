@@ -36,11 +36,13 @@ def resolve_weights_file(weights_file: str | os.PathLike[str] | None, name: str 
     p = Path(expanded)
     if "$" in expanded or not p.is_file():
         unset = " (an environment variable in it is not set)" if "$" in expanded else ""
+        # the folder names the timm weights tag (tf_efficientnet_b3.aa_in1k: the AutoAugment weights the authors used)
+        tag = p.parent.name if "." in p.parent.name else f"{name}.in1k"
         raise MissingWeightsError(
             f"backbone {name}: pretrained weights file {raw!r} -> {expanded!r} not found{unset}. No model hub is "
-            f"used: download the timm checkpoint '{name}' (e.g. the file model.safetensors of the hub repository "
-            f"timm/{name}.in1k) on a machine with network access and place it at that path (set CFNL_MODELS_DIR to "
-            f"the folder that holds '<name>.in1k/model.safetensors'), or set model.backbone_weights: null to start "
+            f"used: download the timm checkpoint '{tag}' (the file model.safetensors of the hub repository "
+            f"timm/{tag}) on a machine with network access and place it at that path (set CFNL_MODELS_DIR to "
+            f"the folder that holds '{tag}/model.safetensors'), or set model.backbone_weights: null to start "
             f"from random weights")
     return p.resolve()
 

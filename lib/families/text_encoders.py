@@ -6,10 +6,11 @@ ever fetched from a model hub: an unresolved name is an error that says where to
 
 Pooling of the last hidden state:
 
-- ``mean_all`` (published): the mean over every position, padding included. The original padded each batch to its
-  longest sentence, which makes a sentence's feature depend on its batch-mates; here every sentence is padded to a
-  fixed ``max_length`` so that its feature is a function of the sentence alone (and can be cached). The padding
-  positions still count in the mean.
+- ``mean_all`` (published): the mean over every position, padding included. The original pads each batch to its
+  longest sentence (training: the training batch; test: the query's own sentences), so a sentence's feature depends
+  on its batch-mates (``max_length: None``, published). With an integer ``max_length`` every sentence is padded to
+  that length and its feature is a function of the sentence alone. The frozen-feature cache encodes each sentence
+  alone (no padding) unless ``max_length`` is set.
 - ``mean_tokens``: the mean over real tokens only (attention mask), the usual sentence-embedding pooling.
 
 :class:`FrozenTextEncoder` is a plain object, not an ``nn.Module``: a frozen encoder is never part of a model's
@@ -93,9 +94,10 @@ def pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooli
 class FrozenTextEncoder:
     """A frozen transformers encoder with pooling; ``encode(sentences) -> float32 [N, width]`` (CPU tensor)."""
 
-    def __init__(self, name: str, pooling: Pooling = "mean_all", max_length: int = 64,
+    def __init__(self, name: str, pooling: Pooling = "mean_all", max_length: int | None = None,
                  device: str | torch.device = "cpu") -> None:
-        self.name, self.pooling, self.max_length = name, pooling, int(max_length)
+        self.name, self.pooling = name, pooling
+        self.max_length = None if max_length is None else int(max_length)
         self.path = resolve_text_encoder(name)
         self.device = torch.device(device)
         self._model: Any = None
@@ -116,7 +118,14 @@ class FrozenTextEncoder:
         for w in weights:
             st = w.stat()
             h.update(f"{w.name}:{st.st_size}".encode())
-        return f"{self.path.name}-{h.hexdigest()[:10]}_{self.pooling}_L{self.max_length}"
+        length = "alone" if self.max_length is None else f"L{self.max_length}"
+        return f"{self.path.name}-{h.hexdigest()[:10]}_{self.pooling}_{length}"
+
+    @property
+    def batch_independent(self) -> bool:
+        """Whether a sentence's feature is a function of the sentence alone (then it can be memoised per sentence):
+        masked pooling, or padding to a fixed length. The published ``mean_all`` with batch padding is not."""
+        return self.pooling == "mean_tokens" or self.max_length is not None
 
     def _load(self) -> None:
         if self._model is None:
@@ -138,10 +147,47 @@ class FrozenTextEncoder:
         return self
 
     @torch.no_grad()
+    def encode_batch(self, sentences: Sequence[str], train: bool = False, pad_to: int | None = None) -> torch.Tensor:
+        """The sentences as ONE batch, padded to its longest sentence (or to ``pad_to`` tokens: the longest of the
+        global batch under DDP), as the original tokenised them; ``train=True`` runs the encoder in train mode (its
+        dropout active, the published training step), else eval mode. No memo: the result depends on the batch."""
+        self._load()
+        if not sentences:
+            return torch.zeros((0, self.width), dtype=torch.float32)
+        if self.max_length is not None and self.pooling == "mean_all":
+            tok = self._tokenizer(list(sentences), padding="max_length", truncation=True, max_length=self.max_length,
+                                  return_tensors="pt")
+        elif pad_to is not None:
+            tok = self._tokenizer(list(sentences), padding="max_length", max_length=pad_to, return_tensors="pt")
+        else:
+            tok = self._tokenizer(list(sentences), padding="longest", return_tensors="pt")
+        tok = tok.to(self.device)
+        self._model.train(train)
+        try:
+            hidden = self._model(**tok).last_hidden_state
+        finally:
+            self._model.eval()
+        return pool(hidden, tok["attention_mask"], self.pooling).float().cpu()
+
+    def token_length(self, sentences: Sequence[str]) -> int:
+        """Tokens of the longest of ``sentences`` (what ``padding='longest'`` pads to)."""
+        self._load()
+        return max((len(ids) for ids in self._tokenizer(list(sentences))["input_ids"]), default=0)
+
+    @torch.no_grad()
     def encode(self, sentences: Sequence[str], batch_size: int = 64, use_memo: bool = True) -> torch.Tensor:
-        """Pooled features; sentences already in this process's memo (filled by :class:`TextFeatureCache`) are not
-        recomputed (a sentence's feature does not depend on its batch, see the module docstring).
-        ``use_memo=False`` always runs the encoder (the original's per-step behaviour, for benchmarks)."""
+        """Pooled features in eval mode. When a sentence's feature depends on the sentence alone
+        (:attr:`batch_independent`), sentences already in this process's memo (filled by :class:`TextFeatureCache`)
+        are not recomputed; otherwise (published ``mean_all`` with batch padding) each sentence is encoded ALONE
+        (no padding), which is what the frozen-feature cache stores. ``use_memo=False`` always runs the encoder."""
+        if not self.batch_independent:
+            if not sentences:
+                return torch.zeros((0, self.width), dtype=torch.float32)
+            memo = _MEMO.setdefault(self.key, {})
+            todo = list(dict.fromkeys(s for s in sentences if s not in memo or not use_memo))
+            for s in todo:
+                memo[s] = self.encode_batch([s])[0].numpy()
+            return torch.from_numpy(np.stack([memo[s] for s in sentences]))
         if not use_memo:
             return self._encode(list(sentences), batch_size) if sentences else torch.zeros((0, self.width))
         memo = _MEMO.get(self.key, {})
@@ -159,9 +205,12 @@ class FrozenTextEncoder:
         out = []
         for i in range(0, len(sentences), batch_size):
             chunk = list(sentences[i:i + batch_size])
-            padding: Any = "max_length" if self.pooling == "mean_all" else True
-            tok = self._tokenizer(chunk, padding=padding, truncation=True, max_length=self.max_length,
-                                  return_tensors="pt").to(self.device)
+            if self.max_length is not None:
+                padding: Any = "max_length" if self.pooling == "mean_all" else True
+                tok = self._tokenizer(chunk, padding=padding, truncation=True, max_length=self.max_length,
+                                      return_tensors="pt").to(self.device)
+            else:  # mean_tokens: padding does not enter the feature
+                tok = self._tokenizer(chunk, padding=True, return_tensors="pt").to(self.device)
             hidden = self._model(**tok).last_hidden_state
             out.append(pool(hidden, tok["attention_mask"], self.pooling).float().cpu())
         if not out:

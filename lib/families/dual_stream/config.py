@@ -37,11 +37,21 @@ class DualStreamModelCfg:
     """Local text encoder (see lib.families.text_encoders): all-MiniLM-L6-v2 (packaged), a folder, or a name
     under $CFNL_MODELS_DIR."""
     text_pooling: Pooling = "mean_all"
-    text_max_length: int = 64
+    text_max_length: int | None = None
+    """None (published): pad to the longest sentence of the training batch, and of the query's own sentences at
+    test. An integer pads every sentence to that length (a sentence's feature is then a function of itself)."""
+    text_dropout: bool = True
+    """The frozen encoder runs in train mode while training (its dropout active on every step), as the original's
+    whole model was in train(); eval mode at test. Ignored with data.cache_text (features computed once, in eval)."""
     car_idloss: bool = False
     mo_idloss: bool = False
     share_idloss: bool = False
     id_loss_weight: float = 0.5
+    id_on_normalised: bool = False
+    """Published: the ID classifiers take the embeddings BEFORE L2 normalisation; True feeds the normalised ones."""
+    id_classes: Literal["train_file", "split"] = "train_file"
+    """Outputs of the ID classifiers: every track of train-tracks.json (published NUM_CLASS 2498, the 100 val
+    tracks' outputs are never a target) or only the training split's tracks."""
     logit_scale_init: float = 1.0
 
 
@@ -56,8 +66,10 @@ class DualStreamDataCfg:
     motion_variant: str = "published"
     cache_crops: bool = True
     """Cache every training/val track's crops (uint8, model input size) and motion maps in PREP/cache/."""
-    cache_text: bool = True
-    """Use cached frozen text features (False: run the text encoder in every step, like the original)."""
+    cache_text: bool = False
+    """False (published): run the frozen encoder on every training batch (train mode: dropout active, batch
+    padding). True: a speed option, features computed once per sentence in eval mode and cached in PREP/cache/text
+    (cannot reproduce the dropout or the batch padding, docs/fidelity_switches.md)."""
     crop_cache_frames: int | None = None
     """At most this many evenly spaced frames per track in the crop cache (None: every frame)."""
     train_aug: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +104,13 @@ class DualStreamTrainCfg(BaseTrainCfg):
     lr_decay: float = 0.1
     lr_decay_every_epochs: float | None = 240.0
     lr_decay_every_steps: int | None = None
+    original_val: bool = True
+    """Also log the original's validation at every validation (``val_top1_original`` / ``val_top5_original`` in
+    history.json: the val split as one batch, car pair, frame 0, sentence 2; P1.6) next to the val MRR."""
+    lr_decay_from: Literal["warmup_end", "start"] = "warmup_end"
+    """Count the step decay from the end of the warm-up (published) or from step 0."""
+    drop_last: bool = False
+    """Published: the last partial batch of a pass is kept (a pass over 2398 tracks is 38 steps of 64)."""
 
 
 @dataclass

@@ -68,7 +68,7 @@ class PartOneDataset(torch.utils.data.Dataset):
                  tracks: dict[str, dict[str, Any]], sentences: list[list[str]], size: int, crop_area: float,
                  motion_variant: str | None, sentences_sampled: int = 3, text_feats: np.ndarray | None = None,
                  crop_cache: CropCache | None = None, motion_cache: MotionCache | None = None,
-                 train_aug: TextAugConfig | None = None) -> None:
+                 train_aug: TextAugConfig | None = None, num_classes: int | None = None) -> None:
         self.layout, self.prep_dir = layout, Path(prep_dir)
         self.ids = list(track_ids)
         self.tracks = {u: tracks[u] for u in self.ids}
@@ -77,7 +77,11 @@ class PartOneDataset(torch.utils.data.Dataset):
         self.k = sentences_sampled
         self.text_feats = text_feats  # [n, k, E_t] float32, or None (sentences go to the model)
         self.crop_cache, self.motion_cache = crop_cache, motion_cache
-        self.model_kwargs = {"num_classes": len(self.ids)}
+        # ID classes: labels are positions in track_ids; the classifier may be wider (published: the whole file)
+        n_cls = len(self.ids) if num_classes is None else int(num_classes)
+        if n_cls < len(self.ids):
+            raise ValueError(f"num_classes {n_cls} is smaller than the {len(self.ids)} training tracks")
+        self.model_kwargs = {"num_classes": n_cls}
         # cached text features: the sentence cannot change (only left/right-free samples may be flipped)
         self.augment = (SampleAugment(train_aug, fixed_text=text_feats is not None)
                         if train_aug is not None and train_aug.active else None)

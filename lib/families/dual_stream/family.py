@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lib.distributed import gather_with_grad, unwrap
+from lib.distributed import gather_with_grad, is_distributed, unwrap
 from lib.families.base import TrainContext, evenly_spaced, mean_sentence_similarity, register
 from lib.families.dual_stream.cache import CropCache, MotionCache, build_caches
 from lib.families.dual_stream.config import (
@@ -105,7 +105,8 @@ class DualStreamFamily:
                               size=cfg.model.image_size, crop_area=cfg.data.crop_area,
                               motion_variant=cfg.data.motion_variant if cfg.model.motion_stream else None,
                               sentences_sampled=k, text_feats=text_feats, crop_cache=crop_cache,
-                              motion_cache=motion_cache, train_aug=cfg.data.train_aug_cfg)
+                              motion_cache=motion_cache, train_aug=cfg.data.train_aug_cfg,
+                              num_classes=len(ctx.train_tracks) if cfg.model.id_classes == "train_file" else None)
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         return collate(samples)
@@ -120,8 +121,16 @@ class DualStreamFamily:
         if "text" in batch:
             text = batch["text"].to(dev, non_blocking=True)
         else:
-            # data.cache_text false: run the frozen encoder in every step, as the original did
-            text = inner.text_encoder.to(dev).encode(batch["sentence"], use_memo=False).to(dev)
+            # data.cache_text false (published): the frozen encoder on every training batch, in train mode (dropout
+            # active) while the model trains, padded to the longest sentence of the (global) batch
+            enc = inner.text_encoder.to(dev)
+            pad_to = None
+            if is_distributed():
+                longest = torch.tensor([enc.token_length(batch["sentence"])], device=dev)
+                torch.distributed.all_reduce(longest, op=torch.distributed.ReduceOp.MAX)
+                pad_to = int(longest.item())
+            train_mode = bool(inner.cfg.text_dropout and model.training)
+            text = enc.encode_batch(batch["sentence"], train=train_mode, pad_to=pad_to).to(dev)
         out = model(crops, motion, text)
         scale = out["logit_scale"]
         names = ["car", "motion", "merged"] if inner.cfg.motion_stream else ["car", "merged"]
@@ -131,6 +140,10 @@ class DualStreamFamily:
             loss = symmetric_infonce(gather_with_grad(v), gather_with_grad(t), scale)
             total = total + loss
             logs[f"loss_{name}"] = float(loss.detach())
+        with torch.no_grad():  # the original's training accuracy: text-to-image top-1 in the batch, car pair
+            car_v, car_t = out["pairs"][0]
+            hits = (car_t @ car_v.T).argmax(dim=1) == torch.arange(car_t.shape[0], device=car_t.device)
+            logs["train_top1"] = float(hits.float().mean())
         if out["id_logits"]:
             labels = batch["label"].to(dev, non_blocking=True)
             id_names = []
@@ -164,8 +177,38 @@ class DualStreamFamily:
             epochs_to_steps(t.warmup_epochs, steps_per_epoch) if t.warmup_epochs > 0 else 0)
         decay = t.lr_decay_every_steps if t.lr_decay_every_steps is not None else (
             epochs_to_steps(t.lr_decay_every_epochs, steps_per_epoch) if t.lr_decay_every_epochs else None)
-        factor = warmup_step_decay(warm, t.warmup_lr / t.lr, decay, t.lr_decay)
+        factor = warmup_step_decay(warm, t.warmup_lr / t.lr, decay, t.lr_decay, t.lr_decay_from == "warmup_end")
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    # -- the original's validation ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def original_validation(self, model: torch.nn.Module, cfg: Any, ctx: TrainContext, val_ids: Sequence[str]
+                            ) -> dict[str, float]:
+        """The original's validation (P1.6): the whole val split as one batch, the car pair (crop stream and car
+        text head), frame 0 and sentence index 2 of each track; top-1 / top-5 text-to-image accuracy."""
+        from lib.families.images import load_crop
+
+        m: DualStreamModel = unwrap(model)  # type: ignore[assignment]
+        was_training = m.training
+        m.eval()
+        try:
+            dev = m.logit_scale.device
+            ids = list(val_ids)
+            crops = np.stack([load_crop(ctx.data_root.frame_path(ctx.train_tracks[u]["frames"][0]),
+                                        ctx.train_tracks[u]["boxes"][0], cfg.data.crop_area, cfg.model.image_size,
+                                        what=f"track {u}, frames[0]") for u in ids])
+            sents = track_sentences(ctx.prep_dir, ctx.train_tracks, ids, cfg.data.text)
+            texts = [ss[min(2, len(ss) - 1)] for ss in sents]
+            v = torch.nn.functional.normalize(m.crop_head(m.crop_embedding(torch.from_numpy(crops).to(dev))), dim=-1)
+            enc = m.text_encoder.to(dev)
+            feats = enc.encode_batch(texts).to(dev) if not enc.batch_independent else enc.encode(texts).to(dev)
+            t = torch.nn.functional.normalize(m.text_car_head(m.text_embedding(feats)), dim=-1)
+            order = (t @ v.T).argsort(dim=1, descending=True)
+            target = torch.arange(len(ids), device=dev)[:, None]
+            return {"top1": float((order[:, :1] == target).any(dim=1).float().mean()),
+                    "top5": float((order[:, :5] == target).any(dim=1).float().mean())}
+        finally:
+            m.train(was_training)
 
     # -- embedding -----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -245,8 +288,11 @@ class DualStreamFamily:
         was_training = m.training
         m.eval()
         try:
-            bs = cfg.embed.text_batch_size
-            feats = torch.cat([m.encode_text(flat[i:i + bs]) for i in range(0, len(flat), bs)])
+            if m.text_encoder.batch_independent:
+                bs = cfg.embed.text_batch_size
+                feats = torch.cat([m.encode_text(flat[i:i + bs]) for i in range(0, len(flat), bs)])
+            else:  # published: each query's sentences tokenised together, padded to the longest of them
+                feats = torch.cat([m.encode_text_together(list(q)) for q in sentences_per_query])
         finally:
             m.train(was_training)
         return feats.float().cpu().numpy().reshape(len(sentences_per_query), s, -1)

@@ -18,8 +18,9 @@ brackets, see :mod:`lib.families.dual_stream.authors` for the mapping):
 - losses: symmetric InfoNCE on (car_v, car_t), (motion_v, motion_t), (merged_v, text); optional ID losses (weight
   0.5 each, classifier ``Linear(E,E) -> BatchNorm1d -> ReLU -> Linear(E, NUM_CLASS)``): ``car_idloss`` on the crop
   stream's E-dim embedding (before its head) [id_cls], ``mo_idloss`` on the motion stream's [id_cls2],
-  ``share_idloss`` one classifier on both the normalised text embedding and the normalised merged visual embedding
-  [id_cls3]. NUM_CLASS = the number of train tracks.
+  ``share_idloss`` one classifier on both the text embedding and the merged visual embedding [id_cls3]; all of
+  them on the embeddings BEFORE L2 normalisation (``id_on_normalised: false``, published). NUM_CLASS = the number of
+  tracks of the whole train-tracks file (``id_classes: train_file``), though training uses the split.
 
 ``motion_stream: false`` gives the crop-only single-stream ablation: no motion backbone or heads, the merge block
 takes the car head alone (``Linear(E/2, E)``), losses on (car_v, car_t) and (merged_v, text).
@@ -161,12 +162,22 @@ class DualStreamModel(nn.Module):
         return F.normalize(self.text_embedding(text_feats), dim=-1)
 
     def encode_text(self, sentences: list[str]) -> torch.Tensor:
-        """L2-normalised text embeddings [N, E] of raw sentences (runs the frozen encoder)."""
+        """L2-normalised text embeddings [N, E] of raw sentences (runs the frozen encoder; each sentence alone unless
+        its feature cannot depend on its batch-mates)."""
         enc = self.text_encoder
         dev = self.logit_scale.device
         if enc.device != dev:
             enc.to(dev)
         return self.encode_text_features(enc.encode(sentences).to(dev))
+
+    def encode_text_together(self, sentences: list[str]) -> torch.Tensor:
+        """L2-normalised text embeddings [N, E] of sentences tokenised as one batch (padded to the longest of them):
+        the published way to embed a query's own sentences."""
+        enc = self.text_encoder
+        dev = self.logit_scale.device
+        if enc.device != dev:
+            enc.to(dev)
+        return self.encode_text_features(enc.encode_batch(sentences).to(dev))
 
     # -- training forward ----------------------------------------------------------------------------------------
     def forward(self, crops: torch.Tensor, motion: torch.Tensor | None, text_feats: torch.Tensor
@@ -187,17 +198,19 @@ class DualStreamModel(nn.Module):
         else:
             v_mo = None
             out["pairs"] = [(F.normalize(car_v, dim=-1), F.normalize(car_t, dim=-1))]
-        merged_v = F.normalize(self.merge_heads(car_v, mo_v), dim=-1)
+        merged = self.merge_heads(car_v, mo_v)
+        merged_v = F.normalize(merged, dim=-1)
         text = F.normalize(t, dim=-1)
         out["pairs"].append((merged_v, text))
         if self.num_classes > 0:
+            norm = self.cfg.id_on_normalised  # published: False, the classifiers see the embeddings before L2 norm
             if self.cfg.car_idloss:
-                out["id_logits"].append(self.id_cls_car(v_crop))
+                out["id_logits"].append(self.id_cls_car(F.normalize(v_crop, dim=-1) if norm else v_crop))
             if self.cfg.mo_idloss and v_mo is not None:
-                out["id_logits"].append(self.id_cls_motion(v_mo))
+                out["id_logits"].append(self.id_cls_motion(F.normalize(v_mo, dim=-1) if norm else v_mo))
             if self.cfg.share_idloss:
-                out["id_logits"].append(self.id_cls_share(text))
-                out["id_logits"].append(self.id_cls_share(merged_v))
+                out["id_logits"].append(self.id_cls_share(text if norm else t))
+                out["id_logits"].append(self.id_cls_share(merged_v if norm else merged))
         return out
 
 

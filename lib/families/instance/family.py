@@ -11,8 +11,8 @@
   (``train.lr_drop_one_epoch_early``);
 - gallery: ``embed.frames`` evenly spaced frames (``floor(linspace(0, n, k, endpoint=False))``, every frame when
   ``n <= k``), each embedding L2-normalised, summed, normalised; with ``nseg > 1`` one GeM-fused embedding of
-  ``nseg`` such frames. Crops use pad 0 unless ``embed.test_pad: as_trained`` (the published test script forgot
-  to restore ``pad``);
+  ``nseg`` such frames. Crops use the training pad (``embed.test_pad: as_trained``, as the authors ran the test
+  script; ``zero`` is the defect-compatible pad 0 of a run without ``--pad``);
 - queries: each query's sentences are tokenised together (as published: with the published all-token pooling
   the padding makes a sentence's embedding depend on its batch-mates), each embedding L2-normalised; the score is
   the cosine between the normalised sum of a query's sentences and the gallery feature (:meth:`similarity`).
@@ -147,7 +147,7 @@ class InstanceFamily:
         return D.eval_frame_indices(n_frames, frames_per_track or cfg.embed.frames)
 
     def test_pad(self, cfg: RunConfig) -> float:
-        return cfg.data.pad if cfg.embed.test_pad == "as_trained" else 0.0
+        return 0.0 if cfg.embed.test_pad == "zero" else cfg.data.pad
 
     @torch.no_grad()
     def embed_gallery(self, model: torch.nn.Module, cfg: RunConfig, ctx: TrainContext,

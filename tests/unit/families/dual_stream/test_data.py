@@ -41,7 +41,7 @@ def test_samples_follow_the_published_rule_and_the_cache_changes_nothing(mini: t
     assert info["cache_files_built"] == 2 * len(ids) and info["text_features_computed"] == 3 * len(ids)
     assert fam.prepare(cached, ctx, ids)["cache_files_built"] == 0  # resumable: nothing left to do
     a, b = fam.train_dataset(plain, ctx, ids), fam.train_dataset(cached, ctx, ids)
-    assert a.model_kwargs == {"num_classes": len(ids)}
+    assert a.model_kwargs == {"num_classes": len(ctx.train_tracks)}  # published NUM_CLASS: the whole file
     frames, sents = set(), set()
     for seed in range(40):
         key = SampleKey(seed % len(ids), seed)
@@ -51,9 +51,9 @@ def test_samples_follow_the_published_rule_and_the_cache_changes_nothing(mini: t
         f, s = a.choices(key)
         frames.add(f)
         sents.add(s)
-        # the cached text feature is the frozen encoder's feature of the sampled sentence
+        # the cached text feature is the frozen encoder's feature of the sampled sentence, encoded alone
         assert x["sentence"] == a.sentences[key.index][s]
-        enc = FrozenTextEncoder("all-MiniLM-L6-v2", "mean_all", 64)
+        enc = FrozenTextEncoder("all-MiniLM-L6-v2", "mean_all")  # the config's: each sentence alone
         assert torch.allclose(y["text"], enc.encode([x["sentence"]])[0], atol=1e-5)
         assert x["crop"].shape == (32, 32, 3) and x["crop"].dtype == torch.uint8
     assert frames == set(range(6)) and sents == {0, 1, 2}  # any frame, one of the first 3 sentences
@@ -107,7 +107,7 @@ def test_gallery_embedding_cached_equals_decoded(mini: tuple[Path, Path], tmp_pa
     fam = get_family("dual_stream")
     split = load_split(mini[1])
     cfg = load_config(CFG, tiny_overrides())
-    nocache = load_config(CFG, {**tiny_overrides(), "data": {"cache_crops": False}})
+    nocache = load_config(CFG, {**tiny_overrides(), "data": {"cache_crops": False, "cache_text": True}})
     ctx = _ctx(mini, tmp_path / "cache")
     fam.prepare(cfg, ctx, split["val"])
     torch.manual_seed(0)
@@ -150,7 +150,8 @@ def test_text_encoder_resolution_pooling_and_cache(tmp_path: Path, monkeypatch: 
     (tmp_path / "my-encoder").symlink_to(pkg)
     assert resolve_text_encoder("my-encoder") == pkg.resolve()
     s = ["A white van turns right.", "A very long sentence about a red pickup truck that stops at the light."]
-    all_, tok = FrozenTextEncoder("all-MiniLM-L6-v2", "mean_all"), FrozenTextEncoder("all-MiniLM-L6-v2", "mean_tokens")
+    all_ = FrozenTextEncoder("all-MiniLM-L6-v2", "mean_all", 64)  # fixed-length padding (the option)
+    tok = FrozenTextEncoder("all-MiniLM-L6-v2", "mean_tokens")
     fa, ft = all_.encode(s, use_memo=False), tok.encode(s, use_memo=False)
     assert fa.shape == ft.shape == (2, 384) and not torch.allclose(fa, ft, atol=1e-3)
     # padding is fixed: a sentence's feature does not depend on its batch-mates
@@ -165,9 +166,12 @@ def test_text_encoder_resolution_pooling_and_cache(tmp_path: Path, monkeypatch: 
     cache = TextFeatureCache(all_, tmp_path / "cache")
     got = cache.get(s + s[:1])
     assert got.shape == (3, 384) and np.allclose(got[0], got[2]) and cache.path.exists()
-    again = TextFeatureCache(FrozenTextEncoder("all-MiniLM-L6-v2", "mean_all"), tmp_path / "cache")
+    again = TextFeatureCache(FrozenTextEncoder("all-MiniLM-L6-v2", "mean_all", 64), tmp_path / "cache")
     assert len(again) == 2 and np.allclose(again.get(s), got[:2])
     assert "mean_all" in cache.path.name and "L64" in cache.path.name
+    # published (no fixed length): the cache encodes each sentence alone, so there is no padding in its mean
+    alone = FrozenTextEncoder("all-MiniLM-L6-v2", "mean_all")
+    assert torch.allclose(alone.encode(s), ft, atol=1e-4) and "alone" in alone.key
 
 
 # --- data.train_aug: training-time text augmentation and the left/right flip (off in the paper configs) ----------
@@ -221,8 +225,9 @@ def test_train_aug_flip_with_cached_text_only_flips_left_right_free_samples(mini
     fam = get_family("dual_stream")
     ids = load_split(mini[1])["train"]
     ctx = _ctx(mini, tmp_path / "cache")
-    off = fam.train_dataset(load_config(CFG, {**tiny_overrides(), "data": {"cache_crops": False}}), ctx, ids)
-    on = fam.train_dataset(load_config(CFG, {**tiny_overrides(), "data": {"cache_crops": False,
+    off = fam.train_dataset(load_config(CFG, {**tiny_overrides(), "data": {"cache_crops": False, "cache_text": True}}),
+                            ctx, ids)
+    on = fam.train_dataset(load_config(CFG, {**tiny_overrides(), "data": {"cache_crops": False, "cache_text": True,
                                                                            "train_aug": {"p_flip": 1.0}}}), ctx, ids)
     kinds = set()
     for seed in range(24):
@@ -260,5 +265,5 @@ def test_train_aug_config_errors_name_the_key() -> None:
     with pytest.raises(ConfigError, match="data.train_aug.*'p_flipp'"):
         load_config(CFG, {"data": {"train_aug": {"p_flipp": 0.5}}})
     with pytest.raises(ConfigError, match="cache_text: false"):  # cached features cannot follow augmented words
-        load_config(CFG, {"data": {"train_aug": {"p_swap": 0.5}}})
+        load_config(CFG, {"data": {"train_aug": {"p_swap": 0.5}, "cache_text": True}})
     assert load_config(CFG, {"data": {"train_aug": {"p_swap": 0.5}, "cache_text": False}}).data.train_aug_cfg.p_swap

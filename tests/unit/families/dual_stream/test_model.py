@@ -129,7 +129,7 @@ def test_crop_only_ablation_has_a_single_stream() -> None:
 def test_missing_pretrained_weights_say_how_to_provide_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
     monkeypatch.setenv("CFNL_MODELS_DIR", str(tmp_path))
-    with pytest.raises(MissingWeightsError, match=r"tf_efficientnet_b3\.in1k/model\.safetensors.*backbone_weights"):
+    with pytest.raises(MissingWeightsError, match=r"tf_efficientnet_b3\.aa_in1k/model\.safetensors.*backbone_weights"):
         create_model(load_config("params/motion_effb3_NOCLS_nlpaug_320.yaml",
                                  {"model": {"text_encoder": "all-MiniLM-L6-v2"}}))
     # a local file is loaded (timm pretrained_cfg_overlay), classifier dropped
