@@ -118,7 +118,7 @@ def _query_array(feats: np.ndarray, sentences: Sequence[Sequence[str]]) -> tuple
 def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: str | os.PathLike[str],
                  prep_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                  splits: Sequence[str] = SPLITS, train_frames: int | None = 8, workers: int | None = None,
-                 device: str | None = None, amp: bool = True, force: bool = False,
+                 device: str | None = None, amp: bool | None = None, force: bool = False,
                  config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
                  log: Any = print) -> dict[str, Any]:
     """Embed ``splits`` of one configuration (see the module docstring); return the per-split record."""
@@ -130,6 +130,8 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ValueError(f"unknown split(s) {unknown}; known: {SPLITS}")
+    if amp is None:  # the configuration's precision switch (float32 unless it opts in to bf16 autocast)
+        amp = bool(cfg.train.amp)
     ckpt = Path(checkpoint)
     if not ckpt.exists():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found (train {cfg.name} first: 04_train / lib.train)")
@@ -209,6 +211,7 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
 
     cfg_file = resolve_params_path(config_path or ROOT / cfg.source)
     write_manifest(out, cfg.name, cfg.family, fam.scoring_rule, cfg.ensemble_weight, ablation=is_ablation(cfg),
+                   val_is_training_fit=getattr(cfg.train, "train_on", "split") == "all",
                    config_path=str(cfg_file), overrides=dict(overrides or {}), checkpoint=str(ckpt.resolve()),
                    splits=progress["splits"])
     write_run_info(out, {"config": cfg.to_dict(), "source": cfg.source, "checkpoint": str(ckpt),
@@ -250,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 on <= 2 cores, "
                     "else up to 4)")
     ap.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
-    ap.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on GPU")
+    ap.add_argument("--amp", choices=("config", "on", "off"), default="config",
+                    help="bfloat16 autocast on GPU: as the configuration's train.amp (default), or forced on/off")
     ap.add_argument("--override", default=None, help="JSON of nested overrides, as for lib.train")
     ap.add_argument("--force", action="store_true", help="recompute splits already embedded")
     a = ap.parse_args(argv)
@@ -260,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     data_root = a.data_root or str(data_dir("tiny"))
     prep_dir = a.prep_dir or str(prep_dir_of("tiny"))
     splits = embed_config(cfg, a.checkpoint, data_root, prep_dir, out, splits=a.splits.split(","),
-                          train_frames=a.train_frames, workers=a.workers, device=a.device, amp=not a.no_amp,
+                          train_frames=a.train_frames, workers=a.workers, device=a.device,
+                          amp=None if a.amp == "config" else a.amp == "on",
                           force=a.force, config_path=str(resolve_params_path(a.config)), overrides=overrides)
     print(json.dumps({"out": out, "splits": splits, **evaluate_embeddings(out, data_root)}))
     return 0

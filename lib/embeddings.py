@@ -61,6 +61,8 @@ class Member:
     queries: Queries | None
     ablation: bool = False
     source: str = ""
+    val_is_training_fit: bool = False
+    """The configuration trained on its val tracks (``train.train_on: all``): its val scores are training fit."""
 
 
 def load_gallery_embeddings(path: str | os.PathLike[str]) -> Gallery:
@@ -123,7 +125,7 @@ def load_member(embed_dir: str | os.PathLike[str], split: str = "test") -> Membe
     gfile, qfile = SPLIT_FILES[split]
     return Member(name=m["name"], rule=m["rule"], weight=float(m["weight"]), gallery=load_gallery_embeddings(d / gfile),
                   queries=load_query_embeddings(d / qfile) if qfile else None, ablation=bool(m.get("ablation", False)),
-                  source=str(d))
+                  source=str(d), val_is_training_fit=bool(m.get("val_is_training_fit", False)))
 
 
 # --- scores ----------------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ variants
 
 - ``published``: the configurations' ``ensemble_weight`` (4, 1, 1, 1, 1 / 1, 1, 1);
 - ``equal``: every weight 1;
-- ``fitted``: weights that maximise MRR on the val split (in-sample on val: judge it on test);
+- ``fitted``: weights that maximise MRR on the val split (in-sample on val: judge it on test); not computed when a
+  member trained on the val tracks (``train.train_on: all``, the published Part Two): a paper run has no fold that
+  every member held out, so its ensemble shows the published and equal weights only;
 - each of them ``+rerank``: the attribute re-rank of ``lib.ensemble.rerank`` (needs the training tracks' embeddings,
   the dataset's descriptions and the attribute parser),
 
@@ -219,10 +221,14 @@ def run_ensemble(embed_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os
 
     published = [m.weight for m in members]
     weights: dict[str, list[float]] = {"published": published, "equal": [1.0] * len(members)}
-    if val is not None and val.target_index is not None:
+    fit_on_trained = sorted(m.name for m in members if m.val_is_training_fit)
+    if val is not None and val.target_index is not None and not fit_on_trained:
         weights["fitted"], _ = fit_weights(val.scores[member_idx], val.target_index, published)
     if submit_weights not in weights:
-        raise ValueError(f"weights {submit_weights!r} need the val split embeddings (val_*.npz) of every member")
+        why = (f"members {fit_on_trained} trained on the val tracks (train.train_on: all), so weights fitted on val "
+               "would be fitted on training data" if fit_on_trained and submit_weights == "fitted" else
+               "need the val split embeddings (val_*.npz) of every member")
+        raise ValueError(f"weights {submit_weights!r}: {why}")
 
     # Attribute re-rank: classifiers on the training tracks' embeddings, labels from the parser.
     rerank_info: dict[str, Any] = {"enabled": False, "settings": dataclasses.asdict(settings)}
@@ -285,7 +291,8 @@ def run_ensemble(embed_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os
         variant_scores=variant_scores, random=random, submission_path=sub_path, submitted_variant=submitted,
         rerank=rerank_info, seconds=seconds, sources={m.name: m.source for m in test_all})
     write_json(out / "weights.json", {"members": result.members, "weights": weights,
-                                      "rules": {m.name: m.rule for m in members}})
+                                      "rules": {m.name: m.rule for m in members},
+                                      "no_fitted_weights_because_trained_on_val": fit_on_trained})
     write_json(out / "metrics.json", metrics_record(result))
     return result
 

@@ -47,7 +47,7 @@ Rules every family follows:
 
 Steps are the unit of everything: one step = one optimizer update on one *global* batch (``batch_size`` samples,
 split evenly over the DDP ranks). One epoch = one pass over the train split = ``len(train) // batch_size`` steps
-(the last partial batch is dropped so every batch has the same size, which a contrastive loss needs).
+with ``drop_last`` (the last partial batch dropped), ``ceil(len(train) / batch_size)`` without.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -247,8 +247,23 @@ class BaseTrainCfg:
     log_every: int = 10
     val_frames_per_track: int | None = 8
     """Validation gallery: at most this many evenly spaced frames per track (None: every frame)."""
-    amp: bool = True
-    """Mixed precision (bfloat16 autocast) on CUDA; ignored on CPU, which always trains in float32."""
+    amp: bool = False
+    """bfloat16 autocast on CUDA for training and embedding: an opt-in speed switch (the published models ran in
+    float32); ignored on CPU, which always runs in float32."""
+    train_on: Literal["split", "all"] = "split"
+    """Train on the split's train tracks (val held out) or on every track of train-tracks.json (Part Two, published:
+    no held-out val; its val MRR is then a training-fit number, labelled so in metrics.json)."""
+    checkpoint: Literal["best_val_mrr", "final", "best_train_top1", "lowest_loss"] = "best_val_mrr"
+    """Which weights become ``best.safetensors`` (what 05_embed embeds): the best val MRR; the final weights; the
+    best mean training top-1 of a validation window (Part One's ``checkpoint_best.pth`` rule); or the original's
+    ``net_last`` rule (Part Two: the lowest mean logged loss of a pass, kept at the next save every
+    ``lowest_loss_save_every`` passes, the final weights when it falls after the last save)."""
+    lowest_loss_save_every: float = 10.0
+    """Passes between the saves of the ``lowest_loss`` rule (the original saved every 10 epochs)."""
+    drop_last: bool = True
+    """Drop the last partial batch of a pass (Part Two, published); False: a pass is ceil(n / batch_size) steps,
+    the last one smaller (Part One, published). A last batch of a single sample is dropped either way (BatchNorm
+    cannot train on one sample)."""
     workers: int | None = None
     """DataLoader worker processes (None: from the context / CLI)."""
     grad_clip: float | None = None

@@ -71,3 +71,66 @@ def load_state(path: str | os.PathLike[str], map_location: str | torch.device = 
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         raise RuntimeError(f"{path}: cannot read the resume state ({type(e).__name__}: {e}); delete it (and "
                            f"last.safetensors) to restart the run from scratch") from e
+
+
+# --- which weights become best.safetensors -------------------------------------------------------------------
+class CheckpointRule:
+    """The checkpoint rules other than ``best_val_mrr`` (decided at each validation by the loop):
+
+    - ``final``: the final weights;
+    - ``best_train_top1``: the best mean training top-1 (``logs["train_top1"]``) over a window of ``window`` steps
+      (the validation interval; Part One's ``checkpoint_best.pth``, best mean training top-1 of an epoch);
+    - ``lowest_loss``: the original Part Two ``net_last`` rule: the pass with the lowest mean logged loss (warm-up
+      factor included, as logged); its weights are the ones at the next save (every ``save_every`` passes), or the
+      final weights when it comes after the last save.
+
+    :meth:`observe` is called after every optimizer step and says when to write ``best.safetensors`` now;
+    :meth:`take_final` at the end says whether the final weights are the chosen ones. Its state resumes exactly.
+    """
+
+    def __init__(self, rule: str, steps_per_epoch: int, window: int, save_every_passes: float = 10.0) -> None:
+        self.rule = rule
+        self.spe = max(1, int(steps_per_epoch))
+        self.window = max(1, int(window))
+        self.save_every = max(1, int(round(save_every_passes * self.spe)))
+        self.acc, self.n = 0.0, 0
+        self.best: float | None = None
+        self.best_at = -1
+        self.pending = False
+
+    def observe(self, step: int, loss: float, logs: dict[str, float]) -> bool:
+        if self.rule == "best_train_top1":
+            if "train_top1" not in logs:
+                raise KeyError("train.checkpoint: best_train_top1 needs the family to log 'train_top1'")
+            self.acc, self.n = self.acc + float(logs["train_top1"]), self.n + 1
+            if step % self.window == 0:
+                mean, self.acc, self.n = self.acc / self.n, 0.0, 0
+                if self.best is None or mean > self.best:
+                    self.best, self.best_at = mean, step
+                    return True
+            return False
+        if self.rule == "lowest_loss":
+            self.acc, self.n = self.acc + float(loss), self.n + 1
+            if step % self.spe == 0:
+                mean, self.acc, self.n = self.acc / self.n, 0.0, 0
+                if self.best is None or mean < self.best:
+                    self.best, self.best_at, self.pending = mean, step, True
+            if step % self.save_every == 0 and self.pending:
+                self.pending = False
+                return True
+            return False
+        return False
+
+    def take_final(self, step: int) -> bool:
+        return self.rule == "final" or (self.rule == "lowest_loss" and self.pending)
+
+    def record(self) -> dict[str, Any]:
+        return {"rule": self.rule, "best_value": self.best, "best_at_step": self.best_at}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"acc": self.acc, "n": self.n, "best": self.best, "best_at": self.best_at, "pending": self.pending}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.acc, self.n = float(state["acc"]), int(state["n"])
+        self.best = None if state["best"] is None else float(state["best"])
+        self.best_at, self.pending = int(state["best_at"]), bool(state["pending"])

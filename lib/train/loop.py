@@ -72,6 +72,8 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     fam = get_family(cfg.family)
     split = load_split(ctx.prep_dir)
     train_ids, val_ids = list(split["train"]), list(split["val"])
+    if tcfg.train_on == "all":  # every track of the file, in file order (Part Two, published): val is training-fit
+        train_ids = list(ctx.train_tracks)
     missing = [u for u in train_ids + val_ids if u not in ctx.train_tracks]
     if missing:
         raise KeyError(f"{ctx.prep_dir / 'split.json'}: {len(missing)} track id(s) not in "
@@ -89,7 +91,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     prepare_s = time.perf_counter() - t0
     dataset = fam.train_dataset(cfg, ctx, train_ids)
     model_kwargs = dict(getattr(dataset, "model_kwargs", {}))
-    spe = steps_per_epoch(len(dataset), tcfg.batch_size)
+    spe = steps_per_epoch(len(dataset), tcfg.batch_size, tcfg.drop_last)
     total = max_steps if max_steps is not None else fam.total_steps(cfg, spe)
     torch.manual_seed(tcfg.seed)
     model = fam.build_model(cfg, **model_kwargs).to(dev)
@@ -142,8 +144,12 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     rand_mrr = random_mrr(n_val)
     val_every = tcfg.val_every or max(1, int(round(tcfg.val_every_epochs * spe)))
     ckpt_every = tcfg.ckpt_every or val_every
+    rule = tcfg.checkpoint
+    selector = ckpt.CheckpointRule(rule, spe, val_every, tcfg.lowest_loss_save_every)
+    if state is not None and "selector" in state:
+        selector.load_state_dict(state["selector"])
     sampler = StepBatchSampler(len(dataset), tcfg.batch_size, tcfg.seed, start_step, total, info.rank,
-                               info.world_size)
+                               info.world_size, drop_last=tcfg.drop_last)
     n_workers = ctx.workers
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=fam.collate, num_workers=n_workers,
@@ -166,6 +172,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
             "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "best_mrr": best_mrr, "best_step": best_step,
             "history": history, "train_time_s": train_time, "rng": rngs, "fingerprint": fingerprint,
+            "selector": selector.state_dict(),
             "world_size": info.world_size})
         write_json(out / "history.json", history)
 
@@ -204,6 +211,10 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
         train_time += dt
         if bar is not None:
             bar.update(1)
+        if info.is_main and selector.observe(step, float(loss.detach()), logs):
+            best_step = step
+            ckpt.save_weights(out / "best.safetensors", model, cfg, step, model_kwargs,
+                              extra={"checkpoint_rule": rule, **selector.record()})
         if step % tcfg.log_every == 0 or step == total or step == start_step + 1:
             vals = {"loss": float(loss.item()), **{k: float(v) for k, v in logs.items()}}
             if info.enabled:  # the global-batch values: mean over ranks of each rank's (shard) values
@@ -218,16 +229,22 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
             if info.is_main:
                 c0 = time.process_time()
                 res = validate(fam, model, cfg, ctx, val_ids)
+                rec_val = {"step": step, "val_mrr": res["mrr"], "val_r1": res["r1"], "val_r5": res["r5"],
+                           "val_r10": res["r10"], "val_time_s": res["val_time_s"]}
+                if getattr(tcfg, "original_val", False) and hasattr(fam, "original_validation"):
+                    orig = fam.original_validation(model, cfg, ctx, val_ids)
+                    rec_val.update({"val_top1_original": orig["top1"], "val_top5_original": orig["top5"]})
                 val_cpu_s += time.process_time() - c0
-                history.append({"step": step, "val_mrr": res["mrr"], "val_r1": res["r1"], "val_r5": res["r5"],
-                                "val_r10": res["r10"], "val_time_s": res["val_time_s"]})
+                history.append(rec_val)
                 ctx.log(f"step {step}/{total}: val MRR {res['mrr']:.4f} (random {rand_mrr:.4f}), "
                         f"R@1 {res['r1']:.3f}, R@5 {res['r5']:.3f} [{res['val_time_s']:.1f}s]")
                 if res["mrr"] > best_mrr:
-                    best_mrr, best_step = res["mrr"], step
-                    ckpt.save_weights(out / "best.safetensors", model, cfg, step, model_kwargs,
-                                      extra={"val_mrr": res["mrr"]})
-                    write_json(out / "val_ranks.json", {"step": step, "ranks": res["ranks"]})
+                    best_mrr = res["mrr"]
+                    if rule == "best_val_mrr":
+                        best_step = step
+                        ckpt.save_weights(out / "best.safetensors", model, cfg, step, model_kwargs,
+                                          extra={"val_mrr": res["mrr"], "checkpoint_rule": rule})
+                        write_json(out / "val_ranks.json", {"step": step, "ranks": res["ranks"]})
             D.barrier()
         if step % ckpt_every == 0 or step == total:
             checkpoint(step)
@@ -243,11 +260,19 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     if info.is_main:
         if not (out / "last.safetensors").exists():  # a run that had nothing left to do writes its export anyway
             ckpt.save_weights(out / "last.safetensors", model, cfg, step, model_kwargs)
+        if selector.take_final(step) or not (out / "best.safetensors").exists():
+            best_step = step  # the final weights (rule "final", or "lowest_loss" with its minimum after the last save)
+            ckpt.save_weights(out / "best.safetensors", model, cfg, step, model_kwargs,
+                              extra={"checkpoint_rule": rule, **selector.record()})
         vals = [h for h in history if "val_mrr" in h]
         n_steps_now = step - start_step
         metrics = {
             "config": cfg.name, "family": cfg.family,
-            "val_mrr": best_mrr if best_step >= 0 else None, "best_step": best_step,
+            "val_mrr": (best_mrr if best_step >= 0 else None) if rule == "best_val_mrr" else (
+                next((h["val_mrr"] for h in reversed(vals) if h["step"] <= best_step), None)),
+            "best_val_mrr_seen": best_mrr if vals else None, "best_step": best_step,
+            "checkpoint_rule": rule, "checkpoint_selection": selector.record(),
+            "train_on": tcfg.train_on, "val_is_training_fit": tcfg.train_on == "all",
             "final_val_mrr": vals[-1]["val_mrr"] if vals else None,
             "val_r1": next((h["val_r1"] for h in vals if h["step"] == best_step), None),
             "val_r5": next((h["val_r5"] for h in vals if h["step"] == best_step), None),

@@ -17,21 +17,25 @@ from torch.utils.data import Sampler
 from lib.families.base import SampleKey
 
 
-def steps_per_epoch(n: int, global_batch: int) -> int:
+def steps_per_epoch(n: int, global_batch: int, drop_last: bool = True) -> int:
+    """Steps of one pass over ``n`` samples: ``n // B`` with ``drop_last``, else ``ceil(n / B)`` (a last batch of
+    one sample is dropped all the same: BatchNorm cannot train on it)."""
     if global_batch <= 0:
         raise ValueError(f"batch_size must be positive, got {global_batch}")
     if n < global_batch:
         raise ValueError(f"the train split has {n} tracks, fewer than one batch of {global_batch}: lower "
                          f"train.batch_size (an override such as {{'train': {{'batch_size': {n}}}}})")
-    return n // global_batch
+    full, rest = divmod(n, global_batch)
+    return full + (1 if (not drop_last and rest > 1) else 0)
 
 
-def global_batch_keys(n: int, global_batch: int, seed: int, step: int) -> list[SampleKey]:
-    spe = steps_per_epoch(n, global_batch)
+def global_batch_keys(n: int, global_batch: int, seed: int, step: int, drop_last: bool = True) -> list[SampleKey]:
+    spe = steps_per_epoch(n, global_batch, drop_last)
     epoch, within = divmod(step, spe)
     perm = np.random.default_rng([seed, epoch]).permutation(n)
     lo = within * global_batch
     idx = perm[lo:lo + global_batch]
+    # the seeds of a full batch are those of every earlier version (a shorter last batch takes the first ones)
     seeds = np.random.default_rng([seed, epoch, within, 7919]).integers(0, 2**62, size=global_batch)
     return [SampleKey(int(i), int(s)) for i, s in zip(idx, seeds)]
 
@@ -40,11 +44,11 @@ class StepBatchSampler(Sampler[list[SampleKey]]):
     """Yields this rank's shard of the global batch for steps ``start_step .. end_step - 1``."""
 
     def __init__(self, n: int, global_batch: int, seed: int, start_step: int, end_step: int,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, drop_last: bool = True) -> None:
         if global_batch % world_size:
             raise ValueError(f"train.batch_size {global_batch} is not divisible by the {world_size} processes")
-        steps_per_epoch(n, global_batch)  # validates
-        self.n, self.global_batch, self.seed = n, global_batch, seed
+        steps_per_epoch(n, global_batch, drop_last)  # validates
+        self.n, self.global_batch, self.seed, self.drop_last = n, global_batch, seed, drop_last
         self.start_step, self.end_step = start_step, end_step
         self.rank, self.world_size = rank, world_size
         self.local_batch = global_batch // world_size
@@ -53,7 +57,10 @@ class StepBatchSampler(Sampler[list[SampleKey]]):
         return max(0, self.end_step - self.start_step)
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
-        lo = self.rank * self.local_batch
         for step in range(self.start_step, self.end_step):
-            keys = global_batch_keys(self.n, self.global_batch, self.seed, step)
-            yield keys[lo:lo + self.local_batch]
+            keys = global_batch_keys(self.n, self.global_batch, self.seed, step, self.drop_last)
+            if len(keys) == self.global_batch:
+                lo = self.rank * self.local_batch
+                yield keys[lo:lo + self.local_batch]
+            else:  # the shorter last batch of a pass: contiguous, nearly equal shards
+                yield [keys[i] for i in np.array_split(np.arange(len(keys)), self.world_size)[self.rank]]

@@ -69,15 +69,45 @@ def test_sampler_is_a_function_of_seed_and_step_and_shards_the_global_batch() ->
 
 
 def test_published_schedule_in_steps() -> None:
-    spe = 2398 // 64  # the published train split and batch
-    assert spe == 37
+    """Part One (P1.4): no drop_last, so a pass over the 2398-track split is ceil(2398/64) = 38 steps; the x0.1 decay
+    every 240 passes counts from the END of the 40-pass warm-up; this is what the paper configuration builds."""
+    from lib.train.sampler import steps_per_epoch
+
+    spe = steps_per_epoch(2398, 64, drop_last=False)
+    assert spe == 38 and steps_per_epoch(2398, 64) == 37
     warm, decay = epochs_to_steps(40, spe), epochs_to_steps(240, spe)
+    assert (warm, decay, epochs_to_steps(1200, spe)) == (1520, 9120, 45600)
     f = warmup_step_decay(warm, 1e-7 / 0.01, decay, 0.1)
     assert f(0) == pytest.approx(1e-5)
     assert f(warm // 2) == pytest.approx(0.5, abs=0.01)
-    assert f(warm) == 1.0 and f(decay - 1) == 1.0
-    assert f(decay) == pytest.approx(0.1) and f(4 * decay) == pytest.approx(1e-4)
-    assert epochs_to_steps(1200, spe) == 44400
+    assert f(warm) == 1.0 and f(warm + decay - 1) == 1.0
+    assert f(warm + decay) == pytest.approx(0.1) and f(warm + 4 * decay) == pytest.approx(1e-4)
+    assert warmup_step_decay(warm, 1e-7 / 0.01, decay, 0.1, from_warmup_end=False)(decay) == pytest.approx(0.1)
+    # the paper configuration's optimizer and scheduler give that learning rate at the first decay step
+    from lib.families import get_family
+
+    cfg = load_config("params/motion_SE_3CLS_nonlpaug_288.yaml")
+    assert cfg.train.drop_last is False and cfg.train.lr_decay_from == "warmup_end"
+    opt, sched = get_family("dual_stream").optimizer_and_scheduler(torch.nn.Linear(2, 2), cfg, spe)
+    lam = sched.lr_lambdas[0]
+    assert lam(warm + decay - 1) * cfg.train.lr == pytest.approx(0.01)
+    assert lam(warm + decay) * cfg.train.lr == pytest.approx(0.001)
+    assert get_family("dual_stream").total_steps(cfg, spe) == 45600
+
+
+def test_sampler_keeps_the_last_partial_batch_without_drop_last() -> None:
+    keys = [list(StepBatchSampler(10, 4, 3, 0, 6, drop_last=False))]
+    sizes = [len(b) for b in keys[0]]
+    assert sizes == [4, 4, 2, 4, 4, 2]  # ceil(10 / 4) = 3 steps a pass
+    assert len({k.index for b in keys[0][:3] for k in b}) == 10  # one pass sees every sample once
+    full = list(StepBatchSampler(10, 4, 3, 0, 6))
+    assert [k.index for k in full[0]] == [k.index for k in keys[0][0]]  # the first batch is the same either way
+    r0 = list(StepBatchSampler(10, 4, 3, 0, 3, rank=0, world_size=2, drop_last=False))
+    r1 = list(StepBatchSampler(10, 4, 3, 0, 3, rank=1, world_size=2, drop_last=False))
+    assert [x + y for x, y in zip(r0, r1)] == keys[0][:3] and [len(b) for b in r0] == [2, 2, 1]
+    from lib.train.sampler import steps_per_epoch
+
+    assert steps_per_epoch(9, 4, drop_last=False) == 2  # a last batch of one sample is dropped (BatchNorm)
 
 
 def test_retrieval_metrics_and_random_baseline() -> None:
