@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lib.errors import InputError
 from lib.io import read_json
 
 
@@ -99,7 +100,7 @@ class Problem:
         return f"{where}: {self.message} [{self.kind}]"
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset folder that later stages cannot use; ``problems`` lists every error found."""
 
     def __init__(self, root: str | os.PathLike[str], problems: list[Problem]):
@@ -108,6 +109,13 @@ class DatasetError(ValueError):
         shown = "\n".join(f"  - {p}" for p in self.problems[:40])
         more = f"\n  ... and {len(self.problems) - 40} more" if len(self.problems) > 40 else ""
         super().__init__(f"{self.root}: {len(self.problems)} dataset error(s):\n{shown}{more}")
+
+    def one_line(self) -> str:
+        """The first problem (file, track, field), and how many more there are."""
+        if not self.problems:
+            return f"{self.root}: dataset error"
+        more = f" (and {len(self.problems) - 1} more; --debug lists them)" if len(self.problems) > 1 else ""
+        return f"{self.root}: {self.problems[0]}{more}"
 
 
 @dataclass
@@ -182,6 +190,26 @@ def _read_dict(path: Path, report: ValidationReport, required: bool) -> dict[str
     return data
 
 
+def unsafe_id_reason(id_: Any) -> str | None:
+    """Why a track or query id cannot serve as a file name (None when it can): ids are data, not paths.
+
+    Refused: a non-text or empty id, a path separator (``/`` or ``\\``), ``..``, NUL or another control character,
+    and leading or trailing white space. Writers still map every id through :func:`lib.io.safe_name`."""
+    if not isinstance(id_, str):
+        return f"id is {type(id_).__name__}, not text"
+    if not id_:
+        return "empty id"
+    if "/" in id_ or "\\" in id_:
+        return "id contains a path separator"
+    if ".." in id_ or id_ == ".":
+        return "id contains '..' (or is '.')"
+    if any(ord(c) < 32 or ord(c) == 127 for c in id_):
+        return "id contains NUL or a control character"
+    if id_ != id_.strip():
+        return "id starts or ends with white space"
+    return None
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -191,6 +219,10 @@ def validate_tracks(tracks: dict[str, Any], file: str, report: ValidationReport,
     """Check every track of one tracks file into ``report`` (see ``validate_dataset``)."""
     sizes = frame_sizes or {}
     for uid, tr in tracks.items():
+        why = unsafe_id_reason(uid)
+        if why is not None:
+            report.error("unsafe_id", file, repr(uid), None, f"{why}: track ids name files (motion maps, caches)")
+            continue
         if not isinstance(tr, dict):
             report.error("bad_track", file, uid, None, f"expected an object, got {type(tr).__name__}")
             continue
@@ -356,6 +388,10 @@ def validate_dataset(root: str | os.PathLike[str], check_frames: bool = False, *
                         f"{len(both)} track id(s) in both {train_file} and {test_file}")
     if queries is not None:
         for qid, sents in queries.items():
+            why = unsafe_id_reason(qid)
+            if why is not None:
+                report.error("unsafe_id", queries_file, repr(qid), None, f"{why}: query ids name files")
+                continue
             if not isinstance(sents, list) or not sents:
                 report.error("no_sentences", queries_file, qid, None, "query without sentences")
                 continue

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lib.io import read_json
+from lib.io import path_in, read_json
 
 SPLIT_FILE = "split.json"
 TEXT_DIR = "text"
@@ -50,8 +50,8 @@ def motion_dir(prep_dir: str | os.PathLike[str], variant: str = "published") -> 
 
 
 def motion_map_file(prep_dir: str | os.PathLike[str], variant: str, track_uuid: str) -> Path:
-    """``PREP/motion/<variant>/<track_uuid>.jpg``."""
-    return motion_dir(prep_dir, variant) / f"{track_uuid}.jpg"
+    """``PREP/motion/<variant>/<track_uuid>.jpg`` (the id through :func:`lib.io.safe_name`: never outside)."""
+    return path_in(motion_dir(prep_dir, variant), track_uuid, ".jpg")
 
 
 def backgrounds_dir(motion_out: str | os.PathLike[str]) -> Path:

@@ -42,7 +42,7 @@ import numpy as np
 from lib.cityflow import Layout, camera_of
 from lib.frame_io import decode_bgr, read_image
 from lib.frames import auto_workers, read_marker
-from lib.io import read_json, write_bytes, write_run_info
+from lib.io import path_in, read_json, write_bytes, write_run_info
 from lib.prep import backgrounds_dir, motion_dir  # noqa: F401  (motion_dir: re-exported)
 from lib.prep import motion_map_file as motion_map_path  # noqa: F401  (re-exported)
 
@@ -257,7 +257,7 @@ def build_camera(data_root: str | os.PathLike[str], camera: str, tracks: Sequenc
     t0 = time.perf_counter()
     root, out = Path(data_root), Path(out_dir)
     res = CameraResult(camera, "built", tracks=len(tracks))
-    todo = [t for t in tracks if force or not (out / f"{t.uuid}.jpg").exists()]
+    todo = [t for t in tracks if force or not path_in(out, t.uuid, ".jpg").exists()]
     bg_file = background_path(out, camera)
     if not todo and bg_file.exists():
         res.status = "skipped"
@@ -311,7 +311,7 @@ def build_camera(data_root: str | os.PathLike[str], camera: str, tracks: Sequenc
             canvas = compose_map(background, [(box, patch) for _, box, patch in ordered])
             if variant.endswith("trajectory"):
                 draw_trajectory(canvas, t.boxes)
-            write_bytes(out / f"{t.uuid}.jpg", encode_jpeg(canvas, jpeg_quality))
+            write_bytes(path_in(out, t.uuid, ".jpg"), encode_jpeg(canvas, jpeg_quality))
             res.written += 1
     except (OSError, ValueError, cv2.error) as e:
         res.status, res.error = "failed", f"{camera}: {e}"

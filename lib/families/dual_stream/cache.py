@@ -23,7 +23,7 @@ import torch
 from lib.cityflow import Layout
 from lib.families.base import evenly_spaced
 from lib.families.images import load_crop, load_motion
-from lib.io import atomic_path
+from lib.io import atomic_path, path_in
 from lib.prep import motion_map_file
 
 
@@ -46,7 +46,7 @@ class CropCache:
         self.folder = Path(cache_dir) / "crops" / f"s{size}_c{crop_area:.4f}_f{max_frames or 'all'}"
 
     def path(self, uuid: str) -> Path:
-        return self.folder / f"{uuid}.npy"
+        return path_in(self.folder, uuid, ".npy")
 
     def frame_positions(self, n_frames: int) -> list[int]:
         """Positions (in the track's frame list) of the cached frames."""
@@ -75,7 +75,7 @@ class MotionCache:
         self.folder = Path(cache_dir) / "motion" / f"{variant}_s{size}"
 
     def path(self, uuid: str) -> Path:
-        return self.folder / f"{uuid}.npy"
+        return path_in(self.folder, uuid, ".npy")
 
     def is_complete(self, uuid: str, track: dict[str, Any]) -> bool:
         p = self.path(uuid)
