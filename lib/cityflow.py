@@ -4,6 +4,11 @@
 ``train-tracks.json`` ``{uuid: {"frames": [...], "boxes": [[x, y, w, h], ...], "nl": [3 sentences]}}``,
 ``test-tracks.json`` (no ``nl``), ``test-queries.json`` ``{query_uuid: [3 sentences]}`` and, when available,
 ``test-gt.json`` ``{query_uuid: track_uuid}``.
+
+The 2022 release (CityFlow-NL v2) has the same layout with three differences, all accepted: frame paths start with
+``./`` (``./train/S01/c001/img1/000001.jpg``), tracks carry ``nl_other_views`` (sentences written from other
+cameras; kept, not used by the published system) besides ``nl``, and test queries are objects
+``{"nl": [...], "nl_other_views": [...]}`` rather than lists (:func:`load_queries` reads both).
 """
 
 from __future__ import annotations
@@ -62,22 +67,40 @@ def frame_index(frame_rel: str) -> int:
 def load_tracks(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     data = read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object {{track_uuid: track}}")
+        raise InputError(f"{path}: expected a JSON object {{track_uuid: track}}")
     return data
 
 
-def load_queries(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+def query_sentences(value: Any, where: str, other_views: bool = False) -> list[str]:
+    """The sentences of one query in either release's shape: a list (2021) or ``{"nl": [...], "nl_other_views":
+    [...]}`` (2022). ``other_views`` appends the other views' sentences (off by default: the published system
+    used ``nl`` only)."""
+    if isinstance(value, list):
+        nl, extra = value, []
+    elif isinstance(value, dict) and "nl" in value:
+        nl, extra = value["nl"], value.get("nl_other_views") or []
+    else:
+        raise InputError(f"{where}: expected a list of sentences or an object with field 'nl', got "
+                         f"{type(value).__name__}")
+    for name, sents in (("nl", nl), ("nl_other_views", extra)):
+        if not isinstance(sents, list) or not all(isinstance(s, str) for s in sents):
+            raise InputError(f"{where}: field {name!r}: expected a list of strings")
+    return list(nl) + (list(extra) if other_views else [])
+
+
+def load_queries(path: str | os.PathLike[str], other_views: bool = False) -> dict[str, list[str]]:
+    """``{query_uuid: [sentences]}`` from ``test-queries.json`` of either release (see :func:`query_sentences`)."""
     data = read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object {{query_uuid: [sentences]}}")
-    return data
+        raise InputError(f"{path}: expected a JSON object {{query_uuid: [sentences]}}")
+    return {q: query_sentences(v, f"{path}: query {q}", other_views) for q, v in data.items()}
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Validation of a dataset folder (synthetic or real)
 # --------------------------------------------------------------------------------------------------------------
 
-FRAME_PATH_RE = re.compile(r"^(train|validation)/S\d+/c\d+/img1/\d{6}\.jpg$")
+FRAME_PATH_RE = re.compile(r"^(?:\./)?(train|validation)/S\d+/c\d+/img1/\d{6}\.jpg$")
 SIZE_TOLERANCE_PX = 1.0
 
 
@@ -256,6 +279,9 @@ def validate_tracks(tracks: dict[str, Any], file: str, report: ValidationReport,
         if boxes:
             size = sizes.get(next(iter(cams))) if len(cams) == 1 else None
             _check_boxes(boxes, file, uid, report, size)
+        other = tr.get("nl_other_views")
+        if other is not None and (not isinstance(other, list) or not all(isinstance(s, str) for s in other)):
+            report.error("bad_field", file, uid, "nl_other_views", "expected a list of strings")
         if require_nl:
             nl = tr.get("nl")
             if not isinstance(nl, list) or not nl:
@@ -392,6 +418,11 @@ def validate_dataset(root: str | os.PathLike[str], check_frames: bool = False, *
             if why is not None:
                 report.error("unsafe_id", queries_file, repr(qid), None, f"{why}: query ids name files")
                 continue
+            if isinstance(sents, dict):  # the 2022 shape {"nl": [...], "nl_other_views": [...]}
+                other = sents.get("nl_other_views")
+                if other is not None and (not isinstance(other, list) or not all(isinstance(s, str) for s in other)):
+                    report.error("bad_field", queries_file, qid, "nl_other_views", "expected a list of strings")
+                sents = sents.get("nl")
             if not isinstance(sents, list) or not sents:
                 report.error("no_sentences", queries_file, qid, None, "query without sentences")
                 continue
