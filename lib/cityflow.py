@@ -341,6 +341,24 @@ def _video_info(path: Path) -> tuple[int, int, int] | None:
         cap.release()
 
 
+def count_frames(path: str | os.PathLike[str]) -> int:
+    """How many frames of a video decode: ``grab()`` to the end (cheap: no colour conversion, nothing kept).
+
+    Videos are counted, not trusted: a truncated file keeps the header of the full one, whose frame count OpenCV
+    reports as ``CAP_PROP_FRAME_COUNT``."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    try:
+        if cap.isOpened():
+            while cap.grab():
+                n += 1
+    finally:
+        cap.release()
+    return n
+
+
 def _frame_size(path: Path) -> tuple[int, int] | None:
     from PIL import Image
 
@@ -363,7 +381,8 @@ def validate_dataset(root: str | os.PathLike[str], check_frames: bool = False, *
     exists). Counted warnings: boxes partly outside the frame, sentence counts other than 3, frame numbers not
     increasing, a camera whose frame size is unknown (no video, no extracted frame: the inside-frame check is
     skipped for it). With ``check_frames`` every referenced camera must have its ``vdo.avi`` (or extracted frames)
-    and every referenced frame must exist in it.
+    and every referenced frame must exist in it; its frames are counted by decoding (:func:`count_frames`), so a
+    truncated or corrupt video is an error naming the camera, how many frames decode and the tracks it breaks.
     """
     layout = Layout.of(root)
     report = ValidationReport(layout.root)
@@ -397,6 +416,16 @@ def validate_dataset(root: str | os.PathLike[str], check_frames: bool = False, *
             if size is not None:
                 sizes[cam] = size
         if check_frames:
+            if info is not None:
+                decoded = count_frames(video)
+                if decoded < info[2]:
+                    broken = sorted({uid for _, uid, k in refs if k > decoded})
+                    # an error when it breaks a track; a header one frame too long is common and harmless
+                    (report.error if broken else report.warn)("video_truncated", f"{cam}/vdo.avi", None, None,
+                                 f"truncated or corrupt: {decoded} of the {info[2]} frames its header announces "
+                                 f"decode; it breaks {len(broken)} track(s)"
+                                 + (f": {', '.join(broken[:5])}{' ...' if len(broken) > 5 else ''}" if broken else ""))
+                info = (info[0], info[1], decoded)
             _check_camera_frames(layout.root, cam, refs, info, video, report)
         elif cam not in sizes:
             report.warn("frame_size_unknown", cam, None, None,
@@ -466,6 +495,6 @@ def _check_camera_frames(root: Path, cam: str, refs: list[tuple[str, str, int]],
         if not present:
             missing.setdefault((fname, uid), []).append(k)
     for (fname, uid), ks in missing.items():
-        have = f"the video has {info[2]} frames" if info is not None else f"not in {cam}/img1"
+        have = f"{info[2]} frames of the video decode" if info is not None else f"not in {cam}/img1"
         report.error("missing_frame", fname, uid, "frames", f"{len(ks)} frame(s) of {cam} missing, first "
                      f"{ks[0]:06d} ({have})")
