@@ -481,6 +481,44 @@ def validate_dataset(root: str | os.PathLike[str], check_frames: bool = False, *
     return report.raise_if_errors() if raise_on_error else report
 
 
+def check_tracks(tracks: dict[str, Any], path: str | os.PathLike[str], require_nl: bool,
+                 data_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The validator's per-track checks (:func:`validate_tracks`) on the tracks a step is about to use, before its
+    first step: training and embedding call it, so a bad box, a zero-frame track or frames and boxes of different
+    lengths is a :class:`DatasetError` naming the file, the track and the field, not a crash inside a worker.
+
+    Frame sizes come from one extracted frame (else the video header) per camera of ``data_root``, so a box entirely
+    outside its frame is an error too. Boxes partly outside the frame are not an error; they are cropped by the
+    family's published rule (Part One: the crop window keeps its size and the part outside the frame is black; Part
+    Two: the window is clipped to the frame) and counted. Returns ``{"tracks_checked", "boxes",
+    "boxes_partly_outside", "tracks_with_boxes_partly_outside"}`` for the step's ``metrics.json``."""
+    file = Path(path).name
+    report = ValidationReport(Path(data_root) if data_root is not None else Path(path).parent)
+    sizes: dict[str, tuple[int, int]] = {}
+    if data_root is not None:
+        root = Path(data_root)
+        firsts: dict[str, str] = {}
+        for tr in tracks.values():
+            frames = tr.get("frames") if isinstance(tr, dict) else None
+            if isinstance(frames, list) and frames and isinstance(frames[0], str) and FRAME_PATH_RE.match(frames[0]):
+                firsts.setdefault(camera_of(frames[0]), frames[0])
+        for cam, rel in firsts.items():
+            size = _frame_size(root / rel) if (root / rel).exists() else None
+            if size is None and (root / cam / "vdo.avi").exists():
+                info = _video_info(root / cam / "vdo.avi")
+                size = (info[0], info[1]) if info is not None else None
+            if size is not None:
+                sizes[cam] = size
+    validate_tracks(tracks, file, report, require_nl=require_nl, frame_sizes=sizes)
+    if report.errors:
+        raise DatasetError(Path(path).parent, report.errors)
+    partly = [p for p in report.warnings if p.kind == "box_partly_outside"]
+    n_partly = sum(int(p.message.split(" ", 1)[0]) for p in partly)
+    return {"tracks_checked": len(tracks), "boxes": sum(len(t.get("boxes") or []) for t in tracks.values()),
+            "boxes_partly_outside": n_partly, "tracks_with_boxes_partly_outside": len(partly),
+            "cameras_with_size": len(sizes)}
+
+
 def _check_camera_frames(root: Path, cam: str, refs: list[tuple[str, str, int]],
                          info: tuple[int, int, int] | None, video: Path, report: ValidationReport) -> None:
     img1 = root / cam / "img1"

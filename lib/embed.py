@@ -37,10 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from lib.cityflow import load_queries
-from lib.config import RunConfig, resolve_params_path
+from lib.cityflow import check_tracks, load_queries
+from lib.config import RunConfig, parse_override, resolve_params_path
 from lib.distributed import autocast
 from lib.embeddings import load_member, score_matrix, write_manifest
+from lib.errors import InputError, MissingInputError
 from lib.families import load_config
 from lib.io import read_json, save_npz, write_json, write_run_info
 from lib.paths import ROOT, data_dir, runs_dir
@@ -78,7 +79,7 @@ def test_query_sentences(cfg: RunConfig, data_root: Path, prep_dir: Path) -> tup
         aug = load_queries(path)
         missing = [q for q in raw if q not in aug]
         if missing:
-            raise KeyError(f"{path}: queries {missing[:3]} of {raw_path} are missing")
+            raise InputError(f"{path}: queries {missing[:3]} of {raw_path} are missing (re-run 03_text_augmentation)")
         return list(raw), [_sentences(aug[q], path, q) for q in raw]
     return list(raw), [_sentences(raw[q], raw_path, q) for q in raw]
 
@@ -86,7 +87,7 @@ def test_query_sentences(cfg: RunConfig, data_root: Path, prep_dir: Path) -> tup
 def _sentences(value: Any, path: Path, qid: str) -> list[str]:
     sents = value["nl"] if isinstance(value, Mapping) else value
     if not isinstance(sents, list) or not sents or not all(isinstance(s, str) for s in sents):
-        raise ValueError(f"{path}: query {qid}: expected a non-empty list of sentences")
+        raise InputError(f"{path}: query {qid}: expected a non-empty list of sentences")
     return list(sents)
 
 
@@ -125,14 +126,14 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
     import torch
 
     from lib.families import TrainContext, get_family, load_trained_model
-    from lib.prep import load_split
+    from lib.prep import load_split, split_file
 
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
-        raise ValueError(f"unknown split(s) {unknown}; known: {SPLITS}")
+        raise InputError(f"--splits: unknown split(s) {unknown}; known: {SPLITS}")
     ckpt = Path(checkpoint)
     if not ckpt.exists():
-        raise FileNotFoundError(f"{ckpt}: checkpoint not found (train {cfg.name} first: 04_train / lib.train)")
+        raise MissingInputError(f"{ckpt}: checkpoint not found (train {cfg.name} first: 04_train / lib.train)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = TrainContext.create(data_root, prep_dir, device=device,
@@ -143,11 +144,29 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
     if progress.get("fingerprint") != fp:
         progress = {"fingerprint": fp, "splits": {}}
 
+    split_ids = load_split(prep) if ("val" in splits or "train" in splits) else {}
+    # the validator's per-track checks on every track embedded, before the first forward pass
+    data_check: dict[str, Any] = {}
+    if "test" in splits:
+        data_check["test"] = check_tracks(ctx.test_tracks, ctx.data_root.test_tracks, require_nl=False,
+                                          data_root=root)
+    used = [u for s in ("val", "train") if s in splits for u in split_ids[s]]
+    if used:
+        missing = [u for u in used if u not in ctx.train_tracks]
+        if missing:
+            raise InputError(f"{split_file(prep)}: {len(missing)} track id(s) not in {ctx.data_root.train_tracks}, "
+                             f"e.g. {missing[:3]}")
+        data_check["train"] = check_tracks({u: ctx.train_tracks[u] for u in used}, ctx.data_root.train_tracks,
+                                           require_nl=False, data_root=root)
+    for part, rec in data_check.items():
+        if rec["boxes_partly_outside"]:
+            log(f"note: {part}: {rec['boxes_partly_outside']} box(es) lie partly outside their frame: cropped by the "
+                "family's rule (counted in embedding.json)")
+
     fam = get_family(cfg.family)
     model = load_trained_model(cfg, ckpt, device=ctx.device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{cfg.name}: {cfg.family} model from {ckpt} ({n_params / 1e6:.1f} M parameters) on {ctx.device}")
-    split_ids = load_split(prep) if ("val" in splits or "train" in splits) else {}
 
     def gallery(tracks: dict[str, dict[str, Any]], frames: int | None) -> tuple[np.ndarray, float, int]:
         t0 = time.perf_counter()
@@ -210,7 +229,7 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
     cfg_file = resolve_params_path(config_path or ROOT / cfg.source)
     write_manifest(out, cfg.name, cfg.family, fam.scoring_rule, cfg.ensemble_weight, ablation=is_ablation(cfg),
                    config_path=str(cfg_file), overrides=dict(overrides or {}), checkpoint=str(ckpt.resolve()),
-                   splits=progress["splits"])
+                   splits=progress["splits"], data_check=data_check)
     write_run_info(out, {"config": cfg.to_dict(), "source": cfg.source, "checkpoint": str(ckpt),
                          "data_root": str(root), "prep_dir": str(prep), "splits": list(splits),
                          "train_frames": train_frames, "device": str(ctx.device), "amp": amp,
@@ -254,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--override", default=None, help="JSON of nested overrides, as for lib.train")
     ap.add_argument("--force", action="store_true", help="recompute splits already embedded")
     a = ap.parse_args(argv)
-    overrides = json.loads(a.override) if a.override else None
+    overrides = parse_override(a.override)
     cfg = load_config(a.config, overrides)
     out = a.out or str(runs_dir("cli") / "embed" / cfg.name)
     data_root = a.data_root or str(data_dir("tiny"))
@@ -267,4 +286,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lib.cli import run_main
+
+    raise SystemExit(run_main(main))

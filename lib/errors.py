@@ -29,3 +29,11 @@ class MissingInputError(UserError, FileNotFoundError):
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
                                                 PermissionError)
+
+
+class CorruptFileError(InputError, RuntimeError):
+    """A file that exists but cannot be read: truncated checkpoint, damaged state (names the file)."""
+
+
+class ConfigMismatchError(InputError, RuntimeError):
+    """A checkpoint, state or embedding made with another configuration than the one given (names both)."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from lib.errors import ConfigMismatchError, CorruptFileError, MissingInputError
 from lib.families.base import get_family
 from lib.io import save_safetensors
 
@@ -26,19 +27,32 @@ def save_weights(path: str | os.PathLike[str], model: nn.Module, cfg: RunConfig,
     return save_safetensors(path, dict(model.state_dict()), metadata=meta)
 
 
+def _unreadable(path: str | os.PathLike[str], e: Exception) -> CorruptFileError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return CorruptFileError(f"{path}: not a readable safetensors checkpoint (truncated or damaged?): {first}")
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+    if not Path(path).exists():
+        raise MissingInputError(f"{path}: checkpoint not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types (and OSError) for bad files
+        raise _unreadable(path, e) from e
 
 
 def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    return load_file(str(path), device=str(device))
+        raise MissingInputError(f"{path}: checkpoint not found")
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as e:  # noqa: BLE001 - as above
+        raise _unreadable(path, e) from e
 
 
 def load_trained_model(cfg: RunConfig, checkpoint: str | os.PathLike[str], device: str | torch.device | None = None
@@ -49,13 +63,13 @@ def load_trained_model(cfg: RunConfig, checkpoint: str | os.PathLike[str], devic
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     meta = read_metadata(checkpoint)
     if meta.get("family") and meta["family"] != cfg.family:
-        raise ValueError(f"{checkpoint}: checkpoint of family {meta['family']!r}, configuration {cfg.source} is "
-                         f"family {cfg.family!r}")
+        raise ConfigMismatchError(f"{checkpoint}: checkpoint of family {meta['family']!r}, configuration "
+                                  f"{cfg.source} is family {cfg.family!r}")
     model_kwargs = json.loads(meta.get("model_kwargs", "{}"))
     model = get_family(cfg.family).build_model(cfg, **model_kwargs)  # = lib.families.create_model
     missing, unexpected = model.load_state_dict(load_weights(checkpoint), strict=False)
     if missing or unexpected:
-        raise RuntimeError(f"{checkpoint}: weights do not match configuration {cfg.source}: missing "
+        raise ConfigMismatchError(f"{checkpoint}: weights do not match configuration {cfg.source}: missing "
                            f"{missing[:10]}{'...' if len(missing) > 10 else ''}, unexpected "
                            f"{unexpected[:10]}{'...' if len(unexpected) > 10 else ''}")
     return model.to(device).eval()

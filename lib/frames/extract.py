@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lib.cityflow import Layout, camera_of, frame_index
+from lib.errors import InputError, MissingInputError
 from lib.io import read_json, write_bytes, write_json
 
 Mode = Literal["auto", "copy", "reencode"]
@@ -126,7 +127,7 @@ def referenced_frames(data_root: str | os.PathLike[str]) -> dict[str, dict[str, 
         for uuid, track in read_json(path).items():
             frames = track.get("frames") if isinstance(track, dict) else None
             if not isinstance(frames, list) or not frames:
-                raise ValueError(f"{path}: track {uuid}: field 'frames' must be a non-empty list")
+                raise InputError(f"{path}: track {uuid}: field 'frames' must be a non-empty list")
             for rel in frames:
                 cam = camera_of(rel)
                 out[cam].setdefault(uuid, []).append(frame_index(rel))
@@ -358,6 +359,8 @@ def extract_dataset(data_root: str | os.PathLike[str], only_referenced: bool = F
 
     t0 = time.perf_counter()
     root = Path(data_root).expanduser().resolve()
+    if not root.is_dir():
+        raise MissingInputError(f"{root}: dataset folder not found")
     refs = referenced_frames(root)
     cameras = sorted(set(find_cameras(root)) | set(refs))
     jobs = [(str(root), cam, sorted({i for idx in refs.get(cam, {}).values() for i in idx}) if only_referenced

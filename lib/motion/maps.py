@@ -40,6 +40,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lib.cityflow import Layout, camera_of
+from lib.errors import InputError
 from lib.frame_io import decode_bgr, read_image
 from lib.frames import auto_workers, read_marker
 from lib.io import path_in, read_json, write_bytes, write_run_info
@@ -185,13 +186,13 @@ def load_tracks_by_camera(data_root: str | os.PathLike[str], splits: Sequence[st
         for uuid, t in read_json(path).items():
             frames, boxes = t.get("frames"), t.get("boxes")
             if not frames or not isinstance(frames, list):
-                raise ValueError(f"{path}: track {uuid}: field 'frames' must be a non-empty list")
+                raise InputError(f"{path}: track {uuid}: field 'frames' must be a non-empty list")
             if not isinstance(boxes, list) or len(boxes) != len(frames):
-                raise ValueError(f"{path}: track {uuid}: field 'boxes' must be a list as long as 'frames' "
+                raise InputError(f"{path}: track {uuid}: field 'boxes' must be a list as long as 'frames' "
                                  f"({len(frames)})")
             cams = {camera_of(f) for f in frames}
             if len(cams) != 1:
-                raise ValueError(f"{path}: track {uuid}: field 'frames' spans several cameras {sorted(cams)}")
+                raise InputError(f"{path}: track {uuid}: field 'frames' spans several cameras {sorted(cams)}")
             out[cams.pop()].append(TrackJob(uuid, tuple(frames), tuple(tuple(b) for b in boxes)))
     return dict(out)
 
@@ -418,4 +419,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lib.cli import run_main
+
+    raise SystemExit(run_main(main))

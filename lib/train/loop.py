@@ -23,7 +23,9 @@ import torch
 from torch import nn
 
 from lib import distributed as D
+from lib.cityflow import check_tracks
 from lib.distributed import autocast
+from lib.errors import ConfigMismatchError, InputError
 from lib.families.base import TrainContext, get_family
 from lib.io import write_json, write_run_info
 from lib.prep import load_split
@@ -74,8 +76,15 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     train_ids, val_ids = list(split["train"]), list(split["val"])
     missing = [u for u in train_ids + val_ids if u not in ctx.train_tracks]
     if missing:
-        raise KeyError(f"{ctx.prep_dir / 'split.json'}: {len(missing)} track id(s) not in "
+        raise InputError(f"{ctx.prep_dir / 'split.json'}: {len(missing)} track id(s) not in "
                        f"{ctx.data_root.train_tracks}, e.g. {missing[:3]}")
+    # the validator's per-track checks before the first step: a bad track is one line naming file, track, field
+    data_check = check_tracks({u: ctx.train_tracks[u] for u in train_ids + val_ids}, ctx.data_root.train_tracks,
+                              require_nl=True, data_root=ctx.data_root.root)
+    if data_check["boxes_partly_outside"] and info.is_main:
+        n_tracks = data_check["tracks_with_boxes_partly_outside"]
+        ctx.log(f"note: {data_check['boxes_partly_outside']} box(es) of {n_tracks} track(s) lie partly outside their "
+                "frame: cropped by the family's rule (counted in metrics.json)")
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_run_info(out, {"config": cfg.to_dict(), "source": cfg.source, "data_root": str(ctx.data_root.root),
@@ -107,8 +116,8 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
         state = ckpt.load_state(state_path, map_location="cpu")
         if state.get("fingerprint") != fingerprint:
             if on_config_change == "error":
-                raise RuntimeError(f"{state_path}: belongs to another configuration than {cfg.source}; use another "
-                                   f"--out folder or delete {state_path} to start again")
+                raise ConfigMismatchError(f"{state_path}: belongs to another configuration than {cfg.source}; use "
+                                          f"another --out folder or delete {state_path} to start again")
             ctx.log(f"{state_path} was written for another configuration than {cfg.source} (it changed): "
                     "removing that run's outputs and training from scratch")
             D.barrier()
@@ -258,7 +267,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
             "train_cpu_s_this_run": train_cpu_s, "val_cpu_s_this_run": val_cpu_s,
             "samples_per_s": (n_steps_now * tcfg.batch_size / pure_train_s) if pure_train_s > 0 else None,
             "prepare_s": prepare_s, "prepare": prep_info, "wall_time_s": time.perf_counter() - t_start,
-            "device": str(dev), "amp": use_amp, "workers": n_workers,
+            "device": str(dev), "amp": use_amp, "workers": n_workers, "data_check": data_check,
         }
         if ddp_diff is not None:
             metrics["ddp_max_weight_diff"] = ddp_diff
