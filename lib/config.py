@@ -210,6 +210,16 @@ class RunConfig:
         d.pop("source", None)
         return d
 
+    def weights_hash(self) -> str:
+        """sha256 of the canonical JSON of what the trained weights depend on: :meth:`to_dict` without the
+        ``embed`` section, ``ensemble_weight`` and ``description`` (those may change after training). Recorded in
+        every checkpoint; embedding, resuming and searching refuse a checkpoint whose hash differs."""
+        import hashlib
+        import json
+
+        d = {k: v for k, v in self.to_dict().items() if k not in ("embed", "ensemble_weight", "description")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
 
 def parse_config(raw: Mapping[str, Any], source: str, sections: SectionsOf) -> RunConfig:
     """Validate a raw configuration mapping (as loaded from YAML or passed to a notebook); ``sections(family)``

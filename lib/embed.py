@@ -121,7 +121,7 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
                  splits: Sequence[str] = SPLITS, train_frames: int | None = 8, workers: int | None = None,
                  device: str | None = None, amp: bool = True, force: bool = False,
                  config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
-                 log: Any = print) -> dict[str, Any]:
+                 log: Any = print, allow_config_mismatch: bool = False) -> dict[str, Any]:
     """Embed ``splits`` of one configuration (see the module docstring); return the per-split record."""
     import torch
 
@@ -164,7 +164,12 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
                 "family's rule (counted in embedding.json)")
 
     fam = get_family(cfg.family)
-    model = load_trained_model(cfg, ckpt, device=ctx.device)
+    from lib.families.weights import config_mismatch
+
+    mismatch = config_mismatch(cfg, ckpt)
+    if mismatch is not None and allow_config_mismatch:
+        log(f"WARNING: --allow-config-mismatch: {mismatch}")
+    model = load_trained_model(cfg, ckpt, device=ctx.device, allow_config_mismatch=allow_config_mismatch)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{cfg.name}: {cfg.family} model from {ckpt} ({n_params / 1e6:.1f} M parameters) on {ctx.device}")
 
@@ -229,7 +234,8 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
     cfg_file = resolve_params_path(config_path or ROOT / cfg.source)
     write_manifest(out, cfg.name, cfg.family, fam.scoring_rule, cfg.ensemble_weight, ablation=is_ablation(cfg),
                    config_path=str(cfg_file), overrides=dict(overrides or {}), checkpoint=str(ckpt.resolve()),
-                   splits=progress["splits"], data_check=data_check)
+                   splits=progress["splits"], data_check=data_check,
+                   **({"config_mismatch": mismatch} if mismatch is not None else {}))
     write_run_info(out, {"config": cfg.to_dict(), "source": cfg.source, "checkpoint": str(ckpt),
                          "data_root": str(root), "prep_dir": str(prep), "splits": list(splits),
                          "train_frames": train_frames, "device": str(ctx.device), "amp": amp,
@@ -272,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on GPU")
     ap.add_argument("--override", default=None, help="JSON of nested overrides, as for lib.train")
     ap.add_argument("--force", action="store_true", help="recompute splits already embedded")
+    ap.add_argument("--allow-config-mismatch", action="store_true",
+                    help="embed a checkpoint trained with another configuration (recorded in embedding.json)")
     a = ap.parse_args(argv)
     overrides = parse_override(a.override)
     cfg = load_config(a.config, overrides)
@@ -280,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     prep_dir = a.prep_dir or str(prep_dir_of("tiny"))
     splits = embed_config(cfg, a.checkpoint, data_root, prep_dir, out, splits=a.splits.split(","),
                           train_frames=a.train_frames, workers=a.workers, device=a.device, amp=not a.no_amp,
-                          force=a.force, config_path=str(resolve_params_path(a.config)), overrides=overrides)
+                          force=a.force, config_path=str(resolve_params_path(a.config)), overrides=overrides,
+                          allow_config_mismatch=a.allow_config_mismatch)
     print(json.dumps({"out": out, "splits": splits, **evaluate_embeddings(out, data_root)}))
     return 0
 

@@ -116,8 +116,9 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
         state = ckpt.load_state(state_path, map_location="cpu")
         if state.get("fingerprint") != fingerprint:
             if on_config_change == "error":
-                raise ConfigMismatchError(f"{state_path}: belongs to another configuration than {cfg.source}; use "
-                                          f"another --out folder or delete {state_path} to start again")
+                raise ConfigMismatchError(f"{state_path}: belongs to another configuration than {cfg.name} "
+                                          f"({cfg.source}); use another --out folder or delete {state_path} to "
+                                          "start again")
             ctx.log(f"{state_path} was written for another configuration than {cfg.source} (it changed): "
                     "removing that run's outputs and training from scratch")
             D.barrier()
