@@ -18,8 +18,11 @@ Which sentences: test queries are the dataset's ``test-queries.json``, or ``PREP
 when the configuration trains on subject-prefixed text (``data.text: nlpaug``), as published; val queries come from
 the family (``Family.query_sentences``), i.e. the same text the model was validated on.
 
-Each finished split is recorded in ``progress.json`` with a fingerprint of the configuration and checkpoint, so an
-interrupted run resumes with the missing splits (``--force`` recomputes everything). On a GPU the forward passes
+Each finished split is recorded in ``progress.json`` under a fingerprint of the configuration and the checkpoint
+file's content (sha256), with content keys of what the split read: its tracks' annotation entries (and the videos'
+size and modification time) for the gallery, its query ids and sentences for the queries. An interrupted run resumes
+with the missing splits; an edit recomputes only what read it (one edited query sentence: the test queries, not the
+gallery); ``--force`` (or ``CFNL_FORCE=1``) recomputes everything. On a GPU the forward passes
 run under bfloat16 autocast; frames are decoded once per track and batched by the family's gallery loader with
 DataLoader workers.
 """
@@ -43,7 +46,17 @@ from lib.distributed import autocast
 from lib.embeddings import load_member, score_matrix, write_manifest
 from lib.errors import InputError, MissingInputError
 from lib.families import load_config
-from lib.io import read_json, save_npz, write_json, write_run_info
+from lib.io import (
+    content_hash,
+    file_hash,
+    file_signature,
+    force_requested,
+    load_npz,
+    read_json,
+    save_npz,
+    write_json,
+    write_run_info,
+)
 from lib.paths import ROOT, data_dir, runs_dir
 from lib.paths import prep_dir as prep_dir_of
 from lib.prep import nlpaug_test_queries
@@ -100,11 +113,21 @@ def subsample_frames(track: Mapping[str, Any], k: int | None) -> dict[str, Any]:
 
 
 def fingerprint(cfg: RunConfig, checkpoint: Path, extra: Mapping[str, Any]) -> str:
-    st = checkpoint.stat()
+    """The configuration, the checkpoint's bytes and the run's parameters (not its inputs: see ``gallery_key``)."""
     h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
-    h.update(f"{checkpoint.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(file_hash(checkpoint).encode())
     h.update(json.dumps(dict(extra), sort_keys=True, default=str).encode())
     return h.hexdigest()
+
+
+def gallery_key(tracks: Mapping[str, Mapping[str, Any]], data_root: Path) -> str:
+    """What a gallery is computed from: its tracks' ids, frames and boxes in order, and each camera's video
+    (size and modification time: the frames are extracted from it)."""
+    from lib.cityflow import camera_of
+
+    cams = sorted({camera_of(t["frames"][0]) for t in tracks.values() if t.get("frames")})
+    return content_hash({"tracks": [[u, t["frames"], t["boxes"]] for u, t in tracks.items()],
+                         "videos": {c: file_signature(data_root / c / "vdo.avi") for c in cams}})
 
 
 def _query_array(feats: np.ndarray, sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +162,7 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
     ctx = TrainContext.create(data_root, prep_dir, device=device,
                               workers=default_workers() if workers is None else workers)
     root, prep = ctx.data_root.root, ctx.prep_dir
+    force = force_requested(force)
     fp = fingerprint(cfg, ckpt, {"train_frames": train_frames, "data_root": str(root), "prep_dir": str(prep)})
     progress = read_json(out / PROGRESS) if (out / PROGRESS).exists() and not force else {}
     if progress.get("fingerprint") != fp:
@@ -197,34 +221,45 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
         f, n = _query_array(feats, sentences)
         return f, n, time.perf_counter() - t0
 
+    files = {"test": ("gallery.npz", "queries.npz"), "val": ("val_gallery.npz", "val_queries.npz"),
+             "train": ("train_gallery.npz", None)}
     for split in splits:
-        if split in progress["splits"]:
-            log(f"{cfg.name}: {split} split already embedded, skipped")
-            continue
-        rec: dict[str, Any] = {}
         if split == "test":
             tracks = dict(ctx.test_tracks)
-            g, rec["gallery_s"], rec["frames"] = gallery(tracks, getattr(cfg.embed, "frames_per_track", None))
+            g_frames: int | None = getattr(cfg.embed, "frames_per_track", None)
             qids, sents = test_query_sentences(cfg, root, prep)
-            q, n, rec["queries_s"] = queries(sents)
-            save_npz(out / "gallery.npz", ids=np.array(list(tracks)), feats=g)
-            save_npz(out / "queries.npz", ids=np.array(qids), feats=q, n_sentences=n)
-            rec.update(tracks=len(tracks), queries=len(qids))
         elif split == "val":
-            ids = list(split_ids["val"])
-            tracks = {u: ctx.train_tracks[u] for u in ids}
-            g, rec["gallery_s"], rec["frames"] = gallery(tracks, getattr(cfg.embed, "frames_per_track", None))
-            sents = fam.query_sentences(cfg, ctx, ids)
-            q, n, rec["queries_s"] = queries(sents)
-            save_npz(out / "val_gallery.npz", ids=np.array(ids), feats=g)
-            save_npz(out / "val_queries.npz", ids=np.array(ids), feats=q, n_sentences=n)
-            rec.update(tracks=len(ids), queries=len(ids))
+            qids = list(split_ids["val"])
+            tracks = {u: ctx.train_tracks[u] for u in qids}
+            g_frames = getattr(cfg.embed, "frames_per_track", None)
+            sents = fam.query_sentences(cfg, ctx, qids)
         else:
-            ids = list(split_ids["train"])
-            tracks = {u: subsample_frames(ctx.train_tracks[u], train_frames) for u in ids}
-            g, rec["gallery_s"], rec["frames"] = gallery(tracks, None)
-            save_npz(out / "train_gallery.npz", ids=np.array(ids), feats=g)
-            rec.update(tracks=len(ids), frames_per_track=train_frames)
+            tracks = {u: subsample_frames(ctx.train_tracks[u], train_frames) for u in split_ids["train"]}
+            g_frames, qids, sents = None, [], []
+        gkey = gallery_key(tracks, root)
+        qkey = content_hash([qids, sents]) if files[split][1] else None
+        prev = progress["splits"].get(split) or {}
+        gfile, qfile = files[split]
+        if (prev.get("gallery_key") == gkey and prev.get("query_key") == qkey and (out / gfile).exists()
+                and (qfile is None or (out / qfile).exists())):
+            log(f"{cfg.name}: {split} split already embedded from the same tracks and sentences, skipped")
+            continue
+        rec: dict[str, Any] = {"gallery_key": gkey, "query_key": qkey}
+        if prev.get("gallery_key") == gkey and (out / gfile).exists():
+            g = load_npz(out / gfile)["feats"]
+            rec.update(gallery_s=prev.get("gallery_s", 0.0), frames=prev.get("frames", 0), gallery_reused=True)
+            log(f"{cfg.name}: {split} gallery unchanged (same tracks), reused")
+        else:
+            g, rec["gallery_s"], rec["frames"] = gallery(tracks, g_frames)
+        if qfile is not None:
+            q, n, rec["queries_s"] = queries(sents)
+            save_npz(out / qfile, ids=np.array(qids), feats=q, n_sentences=n)
+            rec.update(queries=len(qids))
+        if not rec.get("gallery_reused"):
+            save_npz(out / gfile, ids=np.array(list(tracks)), feats=g)
+        rec.update(tracks=len(tracks))
+        if split == "train":
+            rec.update(frames_per_track=train_frames)
         rec["frames_per_s"] = rec["frames"] / max(rec["gallery_s"], 1e-9)
         progress["splits"][split] = rec
         write_json(out / PROGRESS, progress)

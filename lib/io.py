@@ -89,6 +89,43 @@ def path_in(folder: str | os.PathLike[str], id_: str, suffix: str = "") -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Content fingerprints: what a cached or skipped result was computed from
+
+FORCE_ENV = "CFNL_FORCE"
+"""Set to 1 by ``python -m lib.pipeline --force`` (or ``--from``) for the tasks it re-runs: every cache those tasks
+use (frames, motion maps, crop caches, embeddings, the training state) is recomputed, not only the notebook."""
+
+
+def force_requested(force: bool = False) -> bool:
+    """``force``, or the runner asked for a forced re-run (:data:`FORCE_ENV`)."""
+    return bool(force) or os.environ.get(FORCE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def content_hash(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys, no spaces): equal content, equal hash."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default,
+                                     ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def file_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_signature(path: str | os.PathLike[str]) -> dict[str, int] | None:
+    """``{"size", "mtime_ns"}`` of a file (``None`` when absent): the cheap fingerprint of a large input (videos)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

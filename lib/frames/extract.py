@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from lib.cityflow import Layout, camera_of, frame_index
 from lib.errors import InputError, MissingInputError
-from lib.io import read_json, write_bytes, write_json
+from lib.io import force_requested, read_json, write_bytes, write_json
 
 Mode = Literal["auto", "copy", "reencode"]
 MARKER = ".frames_done.json"
@@ -358,6 +358,7 @@ def extract_dataset(data_root: str | os.PathLike[str], only_referenced: bool = F
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    force = force_requested(force)
     root = Path(data_root).expanduser().resolve()
     if not root.is_dir():
         raise MissingInputError(f"{root}: dataset folder not found")
