@@ -4,6 +4,11 @@
 ``train-tracks.json`` ``{uuid: {"frames": [...], "boxes": [[x, y, w, h], ...], "nl": [3 sentences]}}``,
 ``test-tracks.json`` (no ``nl``), ``test-queries.json`` ``{query_uuid: [3 sentences]}`` and, when available,
 ``test-gt.json`` ``{query_uuid: track_uuid}``.
+
+The 2022 release (CityFlow-NL v2) has the same layout with three differences, all accepted: frame paths start with
+``./`` (``./train/S01/c001/img1/000001.jpg``), tracks carry ``nl_other_views`` (sentences written from other
+cameras; kept, not used by the published system) besides ``nl``, and test queries are objects
+``{"nl": [...], "nl_other_views": [...]}`` rather than lists (:func:`load_queries` reads both).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lib.errors import InputError
 from lib.io import read_json
 
 
@@ -61,22 +67,40 @@ def frame_index(frame_rel: str) -> int:
 def load_tracks(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     data = read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object {{track_uuid: track}}")
+        raise InputError(f"{path}: expected a JSON object {{track_uuid: track}}")
     return data
 
 
-def load_queries(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+def query_sentences(value: Any, where: str, other_views: bool = False) -> list[str]:
+    """The sentences of one query in either release's shape: a list (2021) or ``{"nl": [...], "nl_other_views":
+    [...]}`` (2022). ``other_views`` appends the other views' sentences (off by default: the published system
+    used ``nl`` only)."""
+    if isinstance(value, list):
+        nl, extra = value, []
+    elif isinstance(value, dict) and "nl" in value:
+        nl, extra = value["nl"], value.get("nl_other_views") or []
+    else:
+        raise InputError(f"{where}: expected a list of sentences or an object with field 'nl', got "
+                         f"{type(value).__name__}")
+    for name, sents in (("nl", nl), ("nl_other_views", extra)):
+        if not isinstance(sents, list) or not all(isinstance(s, str) for s in sents):
+            raise InputError(f"{where}: field {name!r}: expected a list of strings")
+    return list(nl) + (list(extra) if other_views else [])
+
+
+def load_queries(path: str | os.PathLike[str], other_views: bool = False) -> dict[str, list[str]]:
+    """``{query_uuid: [sentences]}`` from ``test-queries.json`` of either release (see :func:`query_sentences`)."""
     data = read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object {{query_uuid: [sentences]}}")
-    return data
+        raise InputError(f"{path}: expected a JSON object {{query_uuid: [sentences]}}")
+    return {q: query_sentences(v, f"{path}: query {q}", other_views) for q, v in data.items()}
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Validation of a dataset folder (synthetic or real)
 # --------------------------------------------------------------------------------------------------------------
 
-FRAME_PATH_RE = re.compile(r"^(train|validation)/S\d+/c\d+/img1/\d{6}\.jpg$")
+FRAME_PATH_RE = re.compile(r"^(?:\./)?(train|validation)/S\d+/c\d+/img1/\d{6}\.jpg$")
 SIZE_TOLERANCE_PX = 1.0
 
 
@@ -99,7 +123,7 @@ class Problem:
         return f"{where}: {self.message} [{self.kind}]"
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset folder that later stages cannot use; ``problems`` lists every error found."""
 
     def __init__(self, root: str | os.PathLike[str], problems: list[Problem]):
@@ -108,6 +132,13 @@ class DatasetError(ValueError):
         shown = "\n".join(f"  - {p}" for p in self.problems[:40])
         more = f"\n  ... and {len(self.problems) - 40} more" if len(self.problems) > 40 else ""
         super().__init__(f"{self.root}: {len(self.problems)} dataset error(s):\n{shown}{more}")
+
+    def one_line(self) -> str:
+        """The first problem (file, track, field), and how many more there are."""
+        if not self.problems:
+            return f"{self.root}: dataset error"
+        more = f" (and {len(self.problems) - 1} more; --debug lists them)" if len(self.problems) > 1 else ""
+        return f"{self.root}: {self.problems[0]}{more}"
 
 
 @dataclass
@@ -182,6 +213,26 @@ def _read_dict(path: Path, report: ValidationReport, required: bool) -> dict[str
     return data
 
 
+def unsafe_id_reason(id_: Any) -> str | None:
+    """Why a track or query id cannot serve as a file name (None when it can): ids are data, not paths.
+
+    Refused: a non-text or empty id, a path separator (``/`` or ``\\``), ``..``, NUL or another control character,
+    and leading or trailing white space. Writers still map every id through :func:`lib.io.safe_name`."""
+    if not isinstance(id_, str):
+        return f"id is {type(id_).__name__}, not text"
+    if not id_:
+        return "empty id"
+    if "/" in id_ or "\\" in id_:
+        return "id contains a path separator"
+    if ".." in id_ or id_ == ".":
+        return "id contains '..' (or is '.')"
+    if any(ord(c) < 32 or ord(c) == 127 for c in id_):
+        return "id contains NUL or a control character"
+    if id_ != id_.strip():
+        return "id starts or ends with white space"
+    return None
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -191,6 +242,10 @@ def validate_tracks(tracks: dict[str, Any], file: str, report: ValidationReport,
     """Check every track of one tracks file into ``report`` (see ``validate_dataset``)."""
     sizes = frame_sizes or {}
     for uid, tr in tracks.items():
+        why = unsafe_id_reason(uid)
+        if why is not None:
+            report.error("unsafe_id", file, repr(uid), None, f"{why}: track ids name files (motion maps, caches)")
+            continue
         if not isinstance(tr, dict):
             report.error("bad_track", file, uid, None, f"expected an object, got {type(tr).__name__}")
             continue
@@ -224,6 +279,9 @@ def validate_tracks(tracks: dict[str, Any], file: str, report: ValidationReport,
         if boxes:
             size = sizes.get(next(iter(cams))) if len(cams) == 1 else None
             _check_boxes(boxes, file, uid, report, size)
+        other = tr.get("nl_other_views")
+        if other is not None and (not isinstance(other, list) or not all(isinstance(s, str) for s in other)):
+            report.error("bad_field", file, uid, "nl_other_views", "expected a list of strings")
         if require_nl:
             nl = tr.get("nl")
             if not isinstance(nl, list) or not nl:
@@ -283,6 +341,24 @@ def _video_info(path: Path) -> tuple[int, int, int] | None:
         cap.release()
 
 
+def count_frames(path: str | os.PathLike[str]) -> int:
+    """How many frames of a video decode: ``grab()`` to the end (cheap: no colour conversion, nothing kept).
+
+    Videos are counted, not trusted: a truncated file keeps the header of the full one, whose frame count OpenCV
+    reports as ``CAP_PROP_FRAME_COUNT``."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    try:
+        if cap.isOpened():
+            while cap.grab():
+                n += 1
+    finally:
+        cap.release()
+    return n
+
+
 def _frame_size(path: Path) -> tuple[int, int] | None:
     from PIL import Image
 
@@ -305,7 +381,8 @@ def validate_dataset(root: str | os.PathLike[str], check_frames: bool = False, *
     exists). Counted warnings: boxes partly outside the frame, sentence counts other than 3, frame numbers not
     increasing, a camera whose frame size is unknown (no video, no extracted frame: the inside-frame check is
     skipped for it). With ``check_frames`` every referenced camera must have its ``vdo.avi`` (or extracted frames)
-    and every referenced frame must exist in it.
+    and every referenced frame must exist in it; its frames are counted by decoding (:func:`count_frames`), so a
+    truncated or corrupt video is an error naming the camera, how many frames decode and the tracks it breaks.
     """
     layout = Layout.of(root)
     report = ValidationReport(layout.root)
@@ -339,6 +416,16 @@ def validate_dataset(root: str | os.PathLike[str], check_frames: bool = False, *
             if size is not None:
                 sizes[cam] = size
         if check_frames:
+            if info is not None:
+                decoded = count_frames(video)
+                if decoded < info[2]:
+                    broken = sorted({uid for _, uid, k in refs if k > decoded})
+                    # an error when it breaks a track; a header one frame too long is common and harmless
+                    (report.error if broken else report.warn)("video_truncated", f"{cam}/vdo.avi", None, None,
+                                 f"truncated or corrupt: {decoded} of the {info[2]} frames its header announces "
+                                 f"decode; it breaks {len(broken)} track(s)"
+                                 + (f": {', '.join(broken[:5])}{' ...' if len(broken) > 5 else ''}" if broken else ""))
+                info = (info[0], info[1], decoded)
             _check_camera_frames(layout.root, cam, refs, info, video, report)
         elif cam not in sizes:
             report.warn("frame_size_unknown", cam, None, None,
@@ -356,6 +443,15 @@ def validate_dataset(root: str | os.PathLike[str], check_frames: bool = False, *
                         f"{len(both)} track id(s) in both {train_file} and {test_file}")
     if queries is not None:
         for qid, sents in queries.items():
+            why = unsafe_id_reason(qid)
+            if why is not None:
+                report.error("unsafe_id", queries_file, repr(qid), None, f"{why}: query ids name files")
+                continue
+            if isinstance(sents, dict):  # the 2022 shape {"nl": [...], "nl_other_views": [...]}
+                other = sents.get("nl_other_views")
+                if other is not None and (not isinstance(other, list) or not all(isinstance(s, str) for s in other)):
+                    report.error("bad_field", queries_file, qid, "nl_other_views", "expected a list of strings")
+                sents = sents.get("nl")
             if not isinstance(sents, list) or not sents:
                 report.error("no_sentences", queries_file, qid, None, "query without sentences")
                 continue
@@ -385,6 +481,44 @@ def validate_dataset(root: str | os.PathLike[str], check_frames: bool = False, *
     return report.raise_if_errors() if raise_on_error else report
 
 
+def check_tracks(tracks: dict[str, Any], path: str | os.PathLike[str], require_nl: bool,
+                 data_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The validator's per-track checks (:func:`validate_tracks`) on the tracks a step is about to use, before its
+    first step: training and embedding call it, so a bad box, a zero-frame track or frames and boxes of different
+    lengths is a :class:`DatasetError` naming the file, the track and the field, not a crash inside a worker.
+
+    Frame sizes come from one extracted frame (else the video header) per camera of ``data_root``, so a box entirely
+    outside its frame is an error too. Boxes partly outside the frame are not an error; they are cropped by the
+    family's published rule (Part One: the crop window keeps its size and the part outside the frame is black; Part
+    Two: the window is clipped to the frame) and counted. Returns ``{"tracks_checked", "boxes",
+    "boxes_partly_outside", "tracks_with_boxes_partly_outside"}`` for the step's ``metrics.json``."""
+    file = Path(path).name
+    report = ValidationReport(Path(data_root) if data_root is not None else Path(path).parent)
+    sizes: dict[str, tuple[int, int]] = {}
+    if data_root is not None:
+        root = Path(data_root)
+        firsts: dict[str, str] = {}
+        for tr in tracks.values():
+            frames = tr.get("frames") if isinstance(tr, dict) else None
+            if isinstance(frames, list) and frames and isinstance(frames[0], str) and FRAME_PATH_RE.match(frames[0]):
+                firsts.setdefault(camera_of(frames[0]), frames[0])
+        for cam, rel in firsts.items():
+            size = _frame_size(root / rel) if (root / rel).exists() else None
+            if size is None and (root / cam / "vdo.avi").exists():
+                info = _video_info(root / cam / "vdo.avi")
+                size = (info[0], info[1]) if info is not None else None
+            if size is not None:
+                sizes[cam] = size
+    validate_tracks(tracks, file, report, require_nl=require_nl, frame_sizes=sizes)
+    if report.errors:
+        raise DatasetError(Path(path).parent, report.errors)
+    partly = [p for p in report.warnings if p.kind == "box_partly_outside"]
+    n_partly = sum(int(p.message.split(" ", 1)[0]) for p in partly)
+    return {"tracks_checked": len(tracks), "boxes": sum(len(t.get("boxes") or []) for t in tracks.values()),
+            "boxes_partly_outside": n_partly, "tracks_with_boxes_partly_outside": len(partly),
+            "cameras_with_size": len(sizes)}
+
+
 def _check_camera_frames(root: Path, cam: str, refs: list[tuple[str, str, int]],
                          info: tuple[int, int, int] | None, video: Path, report: ValidationReport) -> None:
     img1 = root / cam / "img1"
@@ -399,6 +533,6 @@ def _check_camera_frames(root: Path, cam: str, refs: list[tuple[str, str, int]],
         if not present:
             missing.setdefault((fname, uid), []).append(k)
     for (fname, uid), ks in missing.items():
-        have = f"the video has {info[2]} frames" if info is not None else f"not in {cam}/img1"
+        have = f"{info[2]} frames of the video decode" if info is not None else f"not in {cam}/img1"
         report.error("missing_frame", fname, uid, "frames", f"{len(ks)} frame(s) of {cam} missing, first "
                      f"{ks[0]:06d} ({have})")

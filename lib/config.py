@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from lib.errors import InputError
 from lib.paths import PARAMS
 
 T = typing.TypeVar("T")
@@ -29,8 +30,23 @@ TOP_LEVEL_KEYS = ("name", "family", "part", "ensemble_weight", "description", "m
 SECTIONS = ("model", "data", "train", "embed")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A parameter file or dictionary that does not match its declared fields."""
+
+
+def parse_override(text: str | None, option: str = "--override") -> dict[str, Any] | None:
+    """The JSON object of a command line's ``--override`` (None when not given); malformed JSON is a ConfigError."""
+    if not text:
+        return None
+    import json
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{option}: invalid JSON at column {e.colno}: {e.msg} (got {text!r})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{option}: expected a JSON object of nested overrides, got {type(data).__name__}")
+    return data
 
 
 def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,6 +209,16 @@ class RunConfig:
         d = to_dict(self)
         d.pop("source", None)
         return d
+
+    def weights_hash(self) -> str:
+        """sha256 of the canonical JSON of what the trained weights depend on: :meth:`to_dict` without the
+        ``embed`` section, ``ensemble_weight`` and ``description`` (those may change after training). Recorded in
+        every checkpoint; embedding, resuming and searching refuse a checkpoint whose hash differs."""
+        import hashlib
+        import json
+
+        d = {k: v for k, v in self.to_dict().items() if k not in ("embed", "ensemble_weight", "description")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 def parse_config(raw: Mapping[str, Any], source: str, sections: SectionsOf) -> RunConfig:

@@ -7,6 +7,7 @@ leaves a half-written file under the final name and an interrupted run resumes c
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lib.errors import InputError
 from lib.paths import ROOT
 
 _UMASK = os.umask(0)
@@ -46,6 +48,82 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ids as file names: the one mapping every writer goes through
+
+_SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+MAX_NAME_BYTES = 200  # file systems allow 255; leaves room for a suffix and the atomic writer's temporary prefix
+
+
+def safe_name(id_: str) -> str:
+    """The file name (without suffix) of a track, query or configuration id; it can never leave its folder.
+
+    An id made of ``[A-Za-z0-9_.-]`` that does not start with ``.`` (every CityFlow-NL uuid, every synthetic id,
+    every configuration name) is its own name, so existing file names do not change. Any other character (and a
+    leading ``.``) is written ``%XX`` per UTF-8 byte (``%`` itself too), so distinct ids keep distinct names; a
+    name longer than :data:`MAX_NAME_BYTES` keeps its start and ends with a hash of the whole id. The empty id is
+    an :class:`~lib.errors.InputError`."""
+    if not isinstance(id_, str) or not id_:
+        raise InputError(f"id {id_!r}: an empty or non-text id cannot name a file")
+    out = []
+    for i, ch in enumerate(id_):
+        if ch in _SAFE_CHARS and not (i == 0 and ch == "."):
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+    name = "".join(out)
+    if len(name) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(id_.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        name = f"{name[:MAX_NAME_BYTES - 17]}~{digest}"
+    return name
+
+
+def path_in(folder: str | os.PathLike[str], id_: str, suffix: str = "") -> Path:
+    """``folder / (safe_name(id_) + suffix)``, checked to lie directly inside ``folder``."""
+    folder = Path(folder)
+    path = folder / (safe_name(id_) + suffix)
+    if path.parent != folder or path.name in ("", ".", "..") or os.sep in path.name or "/" in path.name:
+        raise InputError(f"id {id_!r}: maps to {path}, outside {folder}")  # pragma: no cover - safe_name forbids it
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Content fingerprints: what a cached or skipped result was computed from
+
+FORCE_ENV = "CFNL_FORCE"
+"""Set to 1 by ``python -m lib.pipeline --force`` (or ``--from``) for the tasks it re-runs: every cache those tasks
+use (frames, motion maps, crop caches, embeddings, the training state) is recomputed, not only the notebook."""
+
+
+def force_requested(force: bool = False) -> bool:
+    """``force``, or the runner asked for a forced re-run (:data:`FORCE_ENV`)."""
+    return bool(force) or os.environ.get(FORCE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def content_hash(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys, no spaces): equal content, equal hash."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default,
+                                     ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def file_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_signature(path: str | os.PathLike[str]) -> dict[str, int] | None:
+    """``{"size", "mtime_ns"}`` of a file (``None`` when absent): the cheap fingerprint of a large input (videos)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -80,8 +158,12 @@ def read_json(path: str | os.PathLike[str]) -> Any:
             return json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path}: is a folder, expected a JSON file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        raise InputError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
 def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:

@@ -6,12 +6,19 @@ its target track in the submitted list, or 100 when the target is absent from th
 
 Command line::
 
-    python -m lib.metrics GT.json RESULTS.json [--per-query OUT.json]
+    python -m lib.metrics GT.json RESULTS.json [--per-query OUT.json] [--tracks TEST_TRACKS.json]
+                          [--strict] [--lenient]
 
-prints one JSON object (``mrr``, ``recall_1``, ``recall_5``, ``recall_10``, ``recall_25``, ``n_queries``) on its
-last line. ``GT.json`` is ``{query_uuid: track_uuid}`` (a one-element list is accepted too); ``RESULTS.json`` is
-``{query_uuid: [track uuids, best first]}`` and may be truncated. A ground-truth query missing from the results is
-an error that names it: the official script fails on it too, and silently scoring it would change the number.
+prints one JSON object (``mrr``, ``recall_1``, ``recall_5``, ``recall_10``, ``recall_25``, ``n_queries``, and what
+was ignored: ``extra_queries``, ``unknown_tracks``, ``missing_queries``) on its last line. ``GT.json`` is
+``{query_uuid: track_uuid}`` (a one-element list is accepted too); ``RESULTS.json`` is ``{query_uuid: [track uuids,
+best first]}`` and may be truncated.
+
+Metrics say what they ignored: submitted queries that are not in the ground truth (``extra_queries``) and ranked ids
+that are not test tracks (``unknown_tracks``, distinct ids; counted when the test tracks are known: ``--tracks``, by
+default ``test-tracks.json`` beside ``GT.json``) are reported on stderr and in the JSON; ``--strict`` makes either an
+error. A ground-truth query missing from the results is a one-line error that names it (silently scoring it would
+change the number); ``--lenient`` counts it at rank 100 instead, as the official rule does for an absent target.
 """
 
 from __future__ import annotations
@@ -19,15 +26,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lib.errors import InputError
 from lib.io import read_json, write_json
 
 ABSENT_RANK = 100
 RECALL_KS = (1, 5, 10, 25)
+
+
+class MissingQueriesError(InputError, KeyError):
+    """Ground-truth queries absent from a submission (a ``KeyError`` too, as before)."""
+
+    __str__ = Exception.__str__
 
 
 def _gt_target(query: str, value: Any, source: str) -> str:
@@ -35,14 +51,14 @@ def _gt_target(query: str, value: Any, source: str) -> str:
         return value
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
         return value[0]
-    raise ValueError(f"{source}: query {query!r}: expected a track uuid (string), got {value!r}")
+    raise InputError(f"{source}: query {query!r}: expected a track uuid (string), got {value!r}")
 
 
 def load_gt(path: str | os.PathLike[str]) -> dict[str, str]:
     """Read ``{query_uuid: track_uuid}``."""
     data = read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object {{query_uuid: track_uuid}}")
+        raise InputError(f"{path}: expected a JSON object {{query_uuid: track_uuid}}")
     return {q: _gt_target(q, v, str(path)) for q, v in data.items()}
 
 
@@ -50,10 +66,10 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """Read a submission ``{query_uuid: [track uuids, best first]}``."""
     data = read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object {{query_uuid: [track uuids]}}")
+        raise InputError(f"{path}: expected a JSON object {{query_uuid: [track uuids]}}")
     for q, v in data.items():
         if not isinstance(v, list) or not all(isinstance(t, str) for t in v):
-            raise ValueError(f"{path}: query {q!r}: expected a list of track uuids")
+            raise InputError(f"{path}: query {q!r}: expected a list of track uuids")
     return data
 
 
@@ -65,15 +81,37 @@ def official_rank(target: str, ranked: Sequence[str]) -> int:
         return ABSENT_RANK
 
 
-def submission_ranks(gt: Mapping[str, str], results: Mapping[str, Sequence[str]], source: str = "results"
-                     ) -> dict[str, int]:
-    """Official rank of every ground-truth query's target in a submission."""
+def _shown(ids: Sequence[str]) -> str:
+    return ", ".join(ids[:5]) + (f" (+{len(ids) - 5} more)" if len(ids) > 5 else "")
+
+
+def submission_ranks(gt: Mapping[str, str], results: Mapping[str, Sequence[str]], source: str = "results",
+                     lenient: bool = False) -> dict[str, int]:
+    """Official rank of every ground-truth query's target in a submission. A ground-truth query missing from the
+    submission is a :class:`MissingQueriesError` naming it, or (``lenient``) ranked 100 like an absent target."""
     missing = [q for q in gt if q not in results]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
-        raise KeyError(f"{source}: {len(missing)} ground-truth quer{'y is' if len(missing) == 1 else 'ies are'} "
-                       f"missing from the submission: {shown}")
-    return {q: official_rank(t, results[q]) for q, t in gt.items()}
+    if missing and not lenient:
+        raise MissingQueriesError(f"{source}: {len(missing)} ground-truth quer"
+                                  f"{'y is' if len(missing) == 1 else 'ies are'} missing from the submission: "
+                                  f"{_shown(missing)} (--lenient counts them at rank {ABSENT_RANK})")
+    return {q: official_rank(t, results[q]) if q in results else ABSENT_RANK for q, t in gt.items()}
+
+
+def ignored_by_metric(gt: Mapping[str, str], results: Mapping[str, Sequence[str]],
+                      tracks: Sequence[str] | None = None) -> dict[str, Any]:
+    """What scoring ``results`` against ``gt`` ignores or assumes: submitted queries not in the ground truth,
+    distinct ranked ids that are not test tracks (``None`` when ``tracks`` is not given) and ground-truth queries
+    absent from the submission."""
+    extra = [q for q in results if q not in gt]
+    missing = [q for q in gt if q not in results]
+    out: dict[str, Any] = {"extra_queries": len(extra), "missing_queries": len(missing), "unknown_tracks": None,
+                           "examples": {"extra_queries": extra[:5], "missing_queries": missing[:5]}}
+    if tracks is not None:
+        known = set(tracks)
+        unknown = sorted({t for ranked in results.values() for t in ranked if t not in known})
+        out["unknown_tracks"] = len(unknown)
+        out["examples"]["unknown_tracks"] = unknown[:5]
+    return out
 
 
 def summarize_ranks(ranks: Sequence[int] | np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[str, float]:
@@ -161,15 +199,52 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("gt", help="ground truth {query_uuid: track_uuid}")
     ap.add_argument("results", help="submission {query_uuid: [track uuids, best first]}")
     ap.add_argument("--per-query", help="also write {query_uuid: rank} to this JSON file")
+    ap.add_argument("--tracks", help="test tracks JSON, to count ranked ids that are not test tracks (default: "
+                    "test-tracks.json beside GT.json, when there)")
+    ap.add_argument("--strict", action="store_true",
+                    help="submitted queries not in the ground truth or unknown track ids are an error")
+    ap.add_argument("--lenient", action="store_true",
+                    help="a ground-truth query missing from the submission counts at rank 100 (official rule)")
     args = ap.parse_args(argv)
     gt = load_gt(args.gt)
     results = load_results(args.results)
-    ranks = submission_ranks(gt, results, source=args.results)
+    tracks_path = Path(args.tracks) if args.tracks else Path(args.gt).parent / "test-tracks.json"
+    if args.tracks and not tracks_path.exists():
+        raise FileNotFoundError(f"{tracks_path}: --tracks file not found")
+    tracks = None
+    if tracks_path.exists():
+        data = read_json(tracks_path)
+        if not isinstance(data, dict):
+            raise InputError(f"{tracks_path}: expected a JSON object {{track_uuid: track}}")
+        tracks = list(data)
+    ignored = ignored_by_metric(gt, results, tracks)
+    ranks = submission_ranks(gt, results, source=args.results, lenient=args.lenient)
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'y is' if n == 1 else 'ies are'}"
+
+    ignored_notes, notes = [], []
+    if ignored["extra_queries"]:
+        ignored_notes.append(f"{count(ignored['extra_queries'], 'submitted quer')} not in {args.gt} (ignored): "
+                             f"{_shown(ignored['examples']['extra_queries'])}")
+    if ignored["unknown_tracks"]:
+        ignored_notes.append(f"{ignored['unknown_tracks']} ranked track id(s) are not test tracks of {tracks_path} "
+                             f"(they only push targets down): {_shown(ignored['examples']['unknown_tracks'])}")
+    if args.strict and ignored_notes:
+        raise InputError(f"{args.results}: --strict: " + "; ".join(ignored_notes))
+    if ignored["missing_queries"]:  # only reached with --lenient
+        notes.append(f"{count(ignored['missing_queries'], 'ground-truth quer')} missing from {args.results}, "
+                     f"counted at rank {ABSENT_RANK}: {_shown(ignored['examples']['missing_queries'])}")
+    notes = ignored_notes + notes
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
     if args.per_query:
         write_json(args.per_query, ranks)
-    print(json.dumps(summarize_ranks(list(ranks.values()))))
+    print(json.dumps({**summarize_ranks(list(ranks.values())),
+                      **{k: v for k, v in ignored.items() if k != "examples"}}))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lib.cli import run_main
+
+    raise SystemExit(run_main(main))

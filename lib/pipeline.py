@@ -11,8 +11,10 @@ allowed ones).
 Outputs land in ``artifacts/runs/<profile>/``: ``notebooks/`` (each executed notebook), ``params/`` (the resolved
 parameters of each task with the git commit), ``metrics/`` (what each notebook's last cell recorded), ``state/``
 (fingerprints for skipping) and ``pipeline.json`` (timings). A task whose notebook, parameters, library code and
-upstream tasks are unchanged since its last success is skipped; ``--force`` re-runs everything and ``--from STEP``
-re-runs that step and every step after it.
+upstream tasks are unchanged since its last success is skipped — and the content of the dataset files it reads
+(:data:`STEP_INPUTS`: annotation JSON by their bytes, videos by size and modification time), so an edited sentence
+or box re-runs what reads it. ``--force`` re-runs everything, caches included (``CFNL_FORCE=1`` for the notebooks),
+and ``--from STEP`` re-runs that step and every step after it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 
 from lib.config import ConfigError, check_keys, load_yaml, resolve_params_path
 from lib.families import load_config
-from lib.io import git_commit, read_json, write_json
+from lib.io import FORCE_ENV, file_hash, git_commit, read_json, write_json
 from lib.paths import NOTEBOOKS, PROFILES, ROOT, data_dir, reports_dir, runs_dir
 from lib.paths import prep_dir as prep_dir_of
 
@@ -190,8 +192,38 @@ def _code_fingerprint() -> str:
     return h.hexdigest()
 
 
+# The dataset files each step reads (its content is part of the step's fingerprint): annotation JSON by their
+# bytes, videos by size and modification time. 00_data reads the files of a real dataset (it generates synthetic
+# ones: then its own inputs are its parameters).
+STEP_INPUTS: dict[str, tuple[str, ...]] = {
+    "00_data": ("train-tracks.json", "test-tracks.json", "test-queries.json", "test-gt.json"),
+    "01_frames": ("train-tracks.json", "test-tracks.json", "*/vdo.avi"),
+    "02_motion_maps": ("train-tracks.json", "test-tracks.json", "*/vdo.avi"),
+    "03_text_augmentation": ("train-tracks.json", "test-queries.json"),
+    "04_train": ("train-tracks.json",),
+    "05_embed": ("train-tracks.json", "test-tracks.json", "test-queries.json", "*/vdo.avi"),
+    "06_ensemble": ("train-tracks.json", "test-tracks.json", "test-queries.json", "test-gt.json"),
+}
+
+
+def data_fingerprint(step: str, data_root: Path, real: bool = True) -> str:
+    """Content hash of the dataset files ``step`` reads (:data:`STEP_INPUTS`); absent files count as absent."""
+    h = hashlib.sha256()
+    for name in STEP_INPUTS.get(step, ()) if (real or step != "00_data") else ():
+        if name == "*/vdo.avi":
+            for video in sorted(data_root.glob("*/S*/c*/vdo.avi")):
+                st = video.stat()
+                h.update(f"{video.relative_to(data_root).as_posix()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+            continue
+        path = data_root / name
+        h.update(f"{name}:{file_hash(path) if path.exists() else 'absent'}\n".encode())
+    return h.hexdigest()
+
+
 def _fingerprint(task: Task, notebook: Path, code: str, upstream: Mapping[str, str]) -> str:
     h = hashlib.sha256()
+    h.update(data_fingerprint(task.step, Path(task.params["data_root"]), bool(task.params.get("real_data", True)))
+             .encode())
     h.update(notebook.read_bytes())
     h.update(json.dumps(_jsonable(task.params), sort_keys=True).encode())
     if task.config is not None:  # the resolved configuration, so an edit to its YAML (or a parent) re-runs it
@@ -263,15 +295,19 @@ def run(profile_name: str, force: bool = False, from_step: str | None = None, co
         try:
             import papermill as pm
 
+            # a forced task recomputes its caches too (frames, motion maps, crop caches, embeddings, training state)
+            os.environ[FORCE_ENV] = "1" if forced else "0"
             pm.execute_notebook(str(nb_in), str(nb_out), parameters=params, kernel_name=kernel,
                                 cwd=str(notebooks_dir), progress_bar=False, log_output=False)
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
+            os.environ.pop(FORCE_ENV, None)
             secs = time.perf_counter() - t0
             state_path.unlink(missing_ok=True)
             record["tasks"].append({"task": task.key, "status": "failed", "seconds": round(secs, 2)})
             write_json(run_dir / "pipeline.json", record)
             raise PipelineError(f"{head} failed after {secs:.1f} s\n{_format_error(exc)}\n"
                                 f"executed notebook: {nb_out}") from None
+        os.environ.pop(FORCE_ENV, None)
         secs = time.perf_counter() - t0
         if not metrics_path.exists():
             raise PipelineError(f"{head}: notebook finished but wrote no metrics at {metrics_path} ({nb_out})")
@@ -307,4 +343,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lib.cli import run_main
+
+    raise SystemExit(run_main(main))

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lib.io import read_json
+from lib.errors import InputError, MissingInputError
+from lib.io import path_in, read_json
 
 SPLIT_FILE = "split.json"
 TEXT_DIR = "text"
@@ -50,8 +51,8 @@ def motion_dir(prep_dir: str | os.PathLike[str], variant: str = "published") -> 
 
 
 def motion_map_file(prep_dir: str | os.PathLike[str], variant: str, track_uuid: str) -> Path:
-    """``PREP/motion/<variant>/<track_uuid>.jpg``."""
-    return motion_dir(prep_dir, variant) / f"{track_uuid}.jpg"
+    """``PREP/motion/<variant>/<track_uuid>.jpg`` (the id through :func:`lib.io.safe_name`: never outside)."""
+    return path_in(motion_dir(prep_dir, variant), track_uuid, ".jpg")
 
 
 def backgrounds_dir(motion_out: str | os.PathLike[str]) -> Path:
@@ -68,14 +69,14 @@ def load_split(prep_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
     """``{"train": [...], "val": [...]}`` from ``PREP/split.json`` (disjoint lists, checked)."""
     path = split_file(prep_dir)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no train/val split (run 03_text_augmentation / python -m lib.text prepare)")
+        raise MissingInputError(f"{path}: no train/val split (run 03_text_augmentation / python -m lib.text prepare)")
     data = read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected an object with fields 'train' and 'val'")
+        raise InputError(f"{path}: expected an object with fields 'train' and 'val'")
     for key in ("train", "val"):
         if not isinstance(data.get(key), list):
-            raise ValueError(f"{path}: missing list field {key!r} (expected {{'train': [...], 'val': [...]}})")
+            raise InputError(f"{path}: missing list field {key!r} (expected {{'train': [...], 'val': [...]}})")
     overlap = set(data["train"]) & set(data["val"])
     if overlap:
-        raise ValueError(f"{path}: {len(overlap)} ids are in both 'train' and 'val', e.g. {sorted(overlap)[0]}")
+        raise InputError(f"{path}: {len(overlap)} ids are in both 'train' and 'val', e.g. {sorted(overlap)[0]}")
     return {"train": list(data["train"]), "val": list(data["val"])}

@@ -5,4 +5,6 @@ from lib.ensemble.release import *  # noqa: F403
 from lib.ensemble.release import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lib.cli import run_main
+
+    raise SystemExit(run_main(main))

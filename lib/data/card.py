@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib.cityflow import Layout, camera_of, frame_index
+from lib.cityflow import Layout, camera_of, frame_index, load_queries
 from lib.frame_io import read_frame
 from lib.io import read_json
 
@@ -57,7 +57,7 @@ def track_table(data_root: str | os.PathLike[str], train_file: str = "train-trac
     root = Layout.of(data_root).root
     info = read_json(root / "dataset.json") if (root / "dataset.json").exists() else None
     labels = read_json(root / "synthetic-labels.json") if (root / "synthetic-labels.json").exists() else None
-    queries = read_json(root / queries_file) if (root / queries_file).exists() else {}
+    queries = load_queries(root / queries_file) if (root / queries_file).exists() else {}
     gt = read_json(root / gt_file) if (root / gt_file).exists() else {}
     query_of = {t: q for q, t in gt.items()}
     heights: dict[str, int | None] = {}
@@ -187,7 +187,7 @@ def example_sentences(data_root: str | os.PathLike[str], n: int = 4, seed: int =
         lab = labels.get(uid, {})
         out.append({"split": "train", "id": uid, "sentences": train[uid]["nl"],
                     "truth": {k: lab[k] for k in ATTRS} if lab else None})
-    queries = read_json(root / "test-queries.json") if (root / "test-queries.json").exists() else {}
+    queries = load_queries(root / "test-queries.json") if (root / "test-queries.json").exists() else {}
     gt = read_json(root / "test-gt.json") if (root / "test-gt.json").exists() else {}
     qkeys = sorted(queries)
     for i in rng.permutation(len(qkeys))[:n]:

@@ -1,3 +1,4 @@
+from lib.cli import run_main
 from lib.ensemble.run import main
 
-raise SystemExit(main())
+raise SystemExit(run_main(main))

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from lib.embeddings import write_manifest
-from lib.io import save_npz, write_run_info
+from lib.errors import InputError
+from lib.io import path_in, save_npz, write_run_info
 
 # Published weights of the Part One configurations (docs/reference.md, P1.7); Part Two models weigh 1 each.
 PART_ONE_WEIGHTS = {"motion_effb3_NOCLS_nlpaug_320": 4.0, "motion_effb2_1CLS_nlpaug_288": 1.0,
@@ -41,7 +42,7 @@ PART_ONE_WEIGHTS = {"motion_effb3_NOCLS_nlpaug_320": 4.0, "motion_effb2_1CLS_nlp
                     "motion_SE_NOCLS_nonlpaug_288": 1.0}
 
 
-class ReleaseError(ValueError):
+class ReleaseError(InputError):
     """A release file that is refused or has an unexpected shape; the message names the file."""
 
 
@@ -193,7 +194,7 @@ def convert_release(release_dir: str | os.PathLike[str], out_root: str | os.Path
         if not lang.exists():
             raise FileNotFoundError(f"{lang}: the query features of {img.name} are missing")
         arrays = part_one_arrays(restricted_load(img), restricted_load(lang), source=str(img))
-        written.append(write_embedding(out / cfg, arrays, cfg, "dual_stream", PART_ONE_WEIGHTS.get(cfg, 1.0),
+        written.append(write_embedding(path_in(out, cfg), arrays, cfg, "dual_stream", PART_ONE_WEIGHTS.get(cfg, 1.0),
                                        [str(img), str(lang)]))
     for gal in sorted(src.glob("submit_result_*_gallery.pkl")):
         names = gal.name[len("submit_result_"):-len("_gallery.pkl")]
@@ -208,7 +209,7 @@ def convert_release(release_dir: str | os.PathLike[str], out_root: str | os.Path
             model_names = [names] if len(parts) == 1 else [f"{names}_{i}" for i in range(len(parts))]
         for arrays, mname in zip(parts, model_names):
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", mname)
-            written.append(write_embedding(out / safe, arrays, mname, "instance", 1.0, [str(gal), str(qry)]))
+            written.append(write_embedding(path_in(out, safe), arrays, mname, "instance", 1.0, [str(gal), str(qry)]))
     if not written:
         raise FileNotFoundError(f"{src}: no img_feat_*.pkl or submit_result_*_gallery.pkl files")
     return written
@@ -240,4 +241,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lib.cli import run_main
+
+    raise SystemExit(run_main(main))

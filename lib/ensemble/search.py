@@ -87,7 +87,8 @@ class SearchIndex:
                     raise KeyError(f"{d / 'embedding.json'}: no {key!r}: these embeddings were not made by "
                                    "lib.embed, so there is no model to encode a new sentence")
             cfg = load_config(man["config_path"], man.get("overrides") or None)
-            model = load_trained_model(cfg, man["checkpoint"], device=device)
+            model = load_trained_model(cfg, man["checkpoint"], device=device,
+                                       allow_config_mismatch="config_mismatch" in man)
             fam = get_family(cfg.family)
 
             def encode(sentences: list[str], fam: Any = fam, model: Any = model, cfg: Any = cfg) -> np.ndarray:

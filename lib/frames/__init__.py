@@ -16,7 +16,9 @@ from lib.frames.extract import (
     read_marker,
     referenced_frames,
     track_files,
+    video_signature,
 )
 
 __all__ = ["MARKER", "VIDEO", "CameraResult", "FramesReport", "auto_workers", "extract_camera", "extract_dataset",
-           "find_cameras", "frame_file", "main", "marker_covers", "read_marker", "referenced_frames", "track_files"]
+           "find_cameras", "frame_file", "main", "marker_covers", "read_marker", "referenced_frames", "track_files",
+           "video_signature"]

@@ -12,6 +12,13 @@ Modes (``mode``):
 
 Resumable: each JPEG is written atomically, and a camera's marker ``img1/.frames_done.json`` is written last; a camera
 with a marker that covers the request is skipped, any other camera (never started, or interrupted half-way) is redone.
+The marker records the video it was made from (size and modification time, :func:`video_signature`): when the
+video changes (a truncated copy replaced by the good one, a re-download), the marker is void and the camera redone.
+
+Videos are counted, not trusted: the frame count is the number of frames that decode (``grab()`` to the end), not the
+container's header. A video that decodes fewer frames than its header announces is recorded as truncated
+(``header_frames`` in the marker); when it lacks frames that tracks reference, it is a problem naming the camera, how
+many frames decode and the tracks it breaks.
 
 ``only_referenced`` writes only the frames some track of ``train-tracks.json`` / ``test-tracks.json`` references
 (note: the motion-map background needs all frames, so use the full extraction before ``lib.motion.maps``).
@@ -34,7 +41,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lib.cityflow import Layout, camera_of, frame_index
-from lib.io import read_json, write_bytes, write_json
+from lib.errors import InputError, MissingInputError
+from lib.io import force_requested, read_json, write_bytes, write_json
 
 Mode = Literal["auto", "copy", "reencode"]
 MARKER = ".frames_done.json"
@@ -66,10 +74,11 @@ class CameraResult:
     camera: str
     status: str  # extracted | skipped | failed
     mode: str = ""
-    n_frames: int = 0
+    n_frames: int = 0  # frames that decode
     written: int = 0
     seconds: float = 0.0
     error: str | None = None
+    header_frames: int = 0  # what the container's header announces (more than n_frames: truncated)
 
 
 @dataclass
@@ -118,7 +127,7 @@ def referenced_frames(data_root: str | os.PathLike[str]) -> dict[str, dict[str, 
         for uuid, track in read_json(path).items():
             frames = track.get("frames") if isinstance(track, dict) else None
             if not isinstance(frames, list) or not frames:
-                raise ValueError(f"{path}: track {uuid}: field 'frames' must be a non-empty list")
+                raise InputError(f"{path}: track {uuid}: field 'frames' must be a non-empty list")
             for rel in frames:
                 cam = camera_of(rel)
                 out[cam].setdefault(uuid, []).append(frame_index(rel))
@@ -140,9 +149,22 @@ def read_marker(camera_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def marker_covers(marker: dict[str, Any] | None, wanted: set[int] | None) -> bool:
-    """Whether a finished extraction (its marker) already holds every frame requested (``None`` = all)."""
+def video_signature(video: Path) -> dict[str, int] | None:
+    """``{"size", "mtime_ns"}`` of a video (``None`` when absent): what a marker was made from."""
+    try:
+        st = video.stat()
+    except OSError:
+        return None
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def marker_covers(marker: dict[str, Any] | None, wanted: set[int] | None,
+                  video: dict[str, int] | None | str = "unchecked") -> bool:
+    """Whether a finished extraction (its marker) already holds every frame requested (``None`` = all), made from
+    the video whose :func:`video_signature` is ``video`` (a marker of another, or of no recorded, video is void)."""
     if not marker:
+        return False
+    if video != "unchecked" and (video is None or marker.get("video") != video):
         return False
     if not marker.get("only_referenced"):
         return True
@@ -181,6 +203,17 @@ def _iter_packets(video: Path) -> tuple[Iterable[bytes] | None, int]:
             cap.release()
 
     return gen(), n
+
+
+def header_frame_count(video: Path) -> int:
+    """The frame count the container's header announces (not trusted: see :func:`lib.cityflow.count_frames`)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    try:
+        return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) if cap.isOpened() else 0
+    finally:
+        cap.release()
 
 
 def _copy_camera(video: Path, camera_dir: Path, wanted: set[int] | None) -> tuple[int, list[int]] | None:
@@ -243,14 +276,19 @@ def extract_camera(data_root: str | os.PathLike[str], camera: str, wanted: Itera
     camera_dir = Path(data_root) / camera
     want = None if wanted is None else set(wanted)
     marker = read_marker(camera_dir)
-    if not force and marker_covers(marker, want):
+    video = camera_dir / VIDEO
+    signature = video_signature(video)
+    if not force and marker_covers(marker, want, signature):
+        assert marker is not None
         return CameraResult(camera, "skipped", mode=str(marker.get("mode", "")), n_frames=int(marker["n_frames"]),
+                            header_frames=int(marker.get("header_frames") or marker["n_frames"]),
                             seconds=time.perf_counter() - t0)
     (camera_dir / "img1" / MARKER).unlink(missing_ok=True)  # from here on the camera counts as not done
-    video = camera_dir / VIDEO
+    header = 0
     try:
         if not video.exists():
             raise FileNotFoundError(f"{video}: video missing")
+        header = header_frame_count(video)
         result = None if mode == "reencode" else _copy_camera(video, camera_dir, want)
         used = "copy"
         if result is None:
@@ -265,12 +303,15 @@ def extract_camera(data_root: str | os.PathLike[str], camera: str, wanted: Itera
     except (OSError, cv2.error) as e:
         return CameraResult(camera, "failed", error=str(e), seconds=time.perf_counter() - t0)
     record: dict[str, Any] = {"n_frames": n, "written": len(written), "only_referenced": want is not None,
-                              "mode": used, "jpeg_quality": jpeg_quality if used == "reencode" else None}
+                              "mode": used, "jpeg_quality": jpeg_quality if used == "reencode" else None,
+                              "video": signature}
+    if header > n:
+        record["header_frames"] = header
     if want is not None:
         record["frames"] = written
     write_json(camera_dir / "img1" / MARKER, record, indent=None)
     return CameraResult(camera, "extracted", mode=used, n_frames=n, written=len(written),
-                        seconds=time.perf_counter() - t0)
+                        header_frames=max(header, n), seconds=time.perf_counter() - t0)
 
 
 def _extract_camera_args(args: tuple[Any, ...]) -> CameraResult:
@@ -295,12 +336,18 @@ def check_lengths(refs: dict[str, dict[str, list[int]]], results: list[CameraRes
         r = by_cam.get(cam)
         if r is None or r.status == "failed":
             continue
-        for uuid, idx in sorted(tracks.items()):
-            last = max(idx)
-            if last > r.n_frames:
-                problems.append(Problem(cam, "video_too_short",
-                                        f"track {uuid} references frame {last:06d}.jpg but {cam}/{VIDEO} has only "
-                                        f"{r.n_frames} frames", track=uuid))
+        broken = sorted(u for u, idx in tracks.items() if max(idx) > r.n_frames)
+        if r.header_frames > r.n_frames and broken:  # a header that over-counts but loses no track is kept quiet
+            problems.append(Problem(cam, "video_truncated", f"{cam}/{VIDEO} is truncated or corrupt: {r.n_frames} of "
+                                    f"the {r.header_frames} frames its header announces decode; it breaks "
+                                    f"{len(broken)} track(s)" + (f": {', '.join(broken[:5])}"
+                                                                 + (" ..." if len(broken) > 5 else "") if broken
+                                                                 else "")))
+        for uuid in broken:
+            last = max(tracks[uuid])
+            problems.append(Problem(cam, "video_too_short",
+                                    f"track {uuid} references frame {last:06d}.jpg but only {r.n_frames} frames of "
+                                    f"{cam}/{VIDEO} decode", track=uuid))
     return problems
 
 
@@ -311,7 +358,10 @@ def extract_dataset(data_root: str | os.PathLike[str], only_referenced: bool = F
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    force = force_requested(force)
     root = Path(data_root).expanduser().resolve()
+    if not root.is_dir():
+        raise MissingInputError(f"{root}: dataset folder not found")
     refs = referenced_frames(root)
     cameras = sorted(set(find_cameras(root)) | set(refs))
     jobs = [(str(root), cam, sorted({i for idx in refs.get(cam, {}).values() for i in idx}) if only_referenced
@@ -364,4 +414,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lib.cli import run_main
+
+    raise SystemExit(run_main(main))

@@ -21,7 +21,10 @@ tracks (the original built only test maps).
 Speed: tracks are grouped by camera and every camera's frames are read ONCE, in order, for the background and for
 all of its tracks' pastes together (the straightforward way, :mod:`lib.motion.reference`, re-reads frames per track);
 cameras run in parallel processes. Resumable: maps and backgrounds are written atomically and existing ones are
-kept unless ``force``.
+kept unless ``force`` (or ``CFNL_FORCE=1``) — but only while they were made from the current inputs: each camera
+keeps ``OUT_DIR/inputs/<camera>.json`` with the key of its background (the frames marker's video, the frame count,
+JPEG quality) and one key per track (:func:`lib.io.content_hash` of the track's frames and boxes, the variant, the
+background key). An edited track's map is rebuilt, a changed video rebuilds its camera, the rest is reused.
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ from typing import Any, Literal
 import numpy as np
 
 from lib.cityflow import Layout, camera_of
+from lib.errors import InputError
 from lib.frame_io import decode_bgr, read_image
 from lib.frames import auto_workers, read_marker
-from lib.io import read_json, write_bytes, write_run_info
+from lib.io import content_hash, force_requested, path_in, read_json, write_bytes, write_json, write_run_info
 from lib.prep import backgrounds_dir, motion_dir  # noqa: F401  (motion_dir: re-exported)
 from lib.prep import motion_map_file as motion_map_path  # noqa: F401  (re-exported)
 
@@ -63,6 +67,11 @@ BOXES_PER_WORKER = 4000
 
 # ---------------------------------------------------------------------------------------------------------------
 # Paths
+
+
+def inputs_path(out_dir: str | os.PathLike[str], camera: str) -> Path:
+    """``OUT_DIR/inputs/<split>_<Sxx>_<cyyy>.json``: the keys of what a camera's outputs were made from."""
+    return Path(out_dir) / "inputs" / (camera.replace("/", "_") + ".json")
 
 
 def background_path(out_dir: str | os.PathLike[str], camera: str) -> Path:
@@ -186,13 +195,13 @@ def load_tracks_by_camera(data_root: str | os.PathLike[str], splits: Sequence[st
         for uuid, t in read_json(path).items():
             frames, boxes = t.get("frames"), t.get("boxes")
             if not frames or not isinstance(frames, list):
-                raise ValueError(f"{path}: track {uuid}: field 'frames' must be a non-empty list")
+                raise InputError(f"{path}: track {uuid}: field 'frames' must be a non-empty list")
             if not isinstance(boxes, list) or len(boxes) != len(frames):
-                raise ValueError(f"{path}: track {uuid}: field 'boxes' must be a list as long as 'frames' "
+                raise InputError(f"{path}: track {uuid}: field 'boxes' must be a list as long as 'frames' "
                                  f"({len(frames)})")
             cams = {camera_of(f) for f in frames}
             if len(cams) != 1:
-                raise ValueError(f"{path}: track {uuid}: field 'frames' spans several cameras {sorted(cams)}")
+                raise InputError(f"{path}: track {uuid}: field 'frames' spans several cameras {sorted(cams)}")
             out[cams.pop()].append(TrackJob(uuid, tuple(frames), tuple(tuple(b) for b in boxes)))
     return dict(out)
 
@@ -258,9 +267,22 @@ def build_camera(data_root: str | os.PathLike[str], camera: str, tracks: Sequenc
     t0 = time.perf_counter()
     root, out = Path(data_root), Path(out_dir)
     res = CameraResult(camera, "built", tracks=len(tracks))
-    todo = [t for t in tracks if force or not (out / f"{t.uuid}.jpg").exists()]
     bg_file = background_path(out, camera)
-    if not todo and bg_file.exists():
+    marker = read_marker(root / camera) or {}
+    bg_key = content_hash({"video": marker.get("video"), "n_frames": marker.get("n_frames"),
+                           "mode": marker.get("mode"), "jpeg_quality": jpeg_quality})
+    rec_path = inputs_path(out, camera)
+    try:
+        done = read_json(rec_path) if rec_path.exists() and not force else {}
+    except ValueError:
+        done = {}
+    if done.get("background") != bg_key:
+        done = {}  # another video or extraction: the background and every map of the camera are redone
+    keys = {t.uuid: content_hash({"frames": t.frames, "boxes": t.boxes, "variant": variant, "background": bg_key,
+                                  "jpeg_quality": jpeg_quality}) for t in tracks}
+    done_tracks = done.get("tracks", {})
+    todo = [t for t in tracks if done_tracks.get(t.uuid) != keys[t.uuid] or not path_in(out, t.uuid, ".jpg").exists()]
+    if not todo and bg_file.exists() and done:
         res.status = "skipped"
         res.seconds = time.perf_counter() - t0
         return res
@@ -268,7 +290,7 @@ def build_camera(data_root: str | os.PathLike[str], camera: str, tracks: Sequenc
         files = camera_frame_files(root, camera)
         res.n_frames = len(files)
         index = {f.name: i for i, f in enumerate(files)}
-        need_bg = force or not bg_file.exists()
+        need_bg = not done or not bg_file.exists()
         bg_pos = set(background_positions(len(files))) if need_bg else set()
         # pastes[position in camera] -> [(track number, order within track, box)]
         pastes: dict[int, list[tuple[int, int, tuple[float, ...]]]] = defaultdict(list)
@@ -312,8 +334,10 @@ def build_camera(data_root: str | os.PathLike[str], camera: str, tracks: Sequenc
             canvas = compose_map(background, [(box, patch) for _, box, patch in ordered])
             if variant.endswith("trajectory"):
                 draw_trajectory(canvas, t.boxes)
-            write_bytes(out / f"{t.uuid}.jpg", encode_jpeg(canvas, jpeg_quality))
+            write_bytes(path_in(out, t.uuid, ".jpg"), encode_jpeg(canvas, jpeg_quality))
             res.written += 1
+        others = {u: k for u, k in done_tracks.items() if u not in keys}  # tracks of other splits' runs
+        write_json(rec_path, {"background": bg_key, "tracks": {**others, **keys}}, indent=None)
     except (OSError, ValueError, cv2.error) as e:
         res.status, res.error = "failed", f"{camera}: {e}"
     res.seconds = time.perf_counter() - t0
@@ -361,6 +385,7 @@ def build_motion_maps(data_root: str | os.PathLike[str], out_dir: str | os.PathL
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown motion-map variant {variant!r}; expected one of {VARIANTS}")
+    force = force_requested(force)
     t0 = time.perf_counter()
     root = Path(data_root).expanduser().resolve()
     out = Path(out_dir).expanduser().resolve()
@@ -419,4 +444,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lib.cli import run_main
+
+    raise SystemExit(run_main(main))

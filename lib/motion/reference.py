@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lib.io import read_json
+from lib.io import path_in, read_json
 
 
 def reference_background(camera_dir: str | os.PathLike[str]) -> np.ndarray:
@@ -65,5 +65,5 @@ def build_reference(data_root: str | os.PathLike[str], out_dir: str | os.PathLik
     for uuid, track in tracks.items():
         cam = "/".join(Path(track["frames"][0]).parts[:3])
         background = cv2.imread(str(out / "backgrounds" / (cam.replace("/", "_") + ".jpg")))
-        cv2.imwrite(str(out / f"{uuid}.jpg"), reference_motion_map(root, track, background), params)
+        cv2.imwrite(str(path_in(out, uuid, ".jpg")), reference_motion_map(root, track, background), params)
     return len(tracks)

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from lib.config import parse_override
 from lib.families import load_config
 from lib.paths import data_dir, runs_dir
 from lib.paths import prep_dir as prep_dir_of
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="when OUT holds a checkpoint of another configuration: start over (default) or stop")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    cfg = load_config(a.config, json.loads(a.override) if a.override else None)
+    cfg = load_config(a.config, parse_override(a.override))
     out = a.out or str(runs_dir("cli") / "train" / cfg.name)
     data_root = a.data_root or str(data_dir("tiny"))
     prep_dir = a.prep_dir or str(prep_dir_of("tiny"))
@@ -46,4 +47,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lib.cli import run_main
+
+    raise SystemExit(run_main(main))

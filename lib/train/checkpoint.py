@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from lib.errors import CorruptFileError
 from lib.families.weights import load_weights, read_metadata, save_weights  # noqa: F401  (re-exported)
 from lib.io import atomic_path
 
@@ -69,8 +70,9 @@ def load_state(path: str | os.PathLike[str], map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise RuntimeError(f"{path}: cannot read the resume state ({type(e).__name__}: {e}); delete it (and "
-                           f"last.safetensors) to restart the run from scratch") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CorruptFileError(f"{path}: cannot read the resume state ({type(e).__name__}: {first}); delete it "
+                               f"(and last.safetensors) to restart the run from scratch") from e
 
 
 # --- which weights become best.safetensors -------------------------------------------------------------------

@@ -23,10 +23,12 @@ import torch
 from torch import nn
 
 from lib import distributed as D
+from lib.cityflow import check_tracks
 from lib.distributed import autocast
+from lib.errors import ConfigMismatchError, InputError
 from lib.families.base import TrainContext, get_family
-from lib.io import write_json, write_run_info
-from lib.prep import load_split
+from lib.io import FORCE_ENV, content_hash, file_hash, force_requested, write_json, write_run_info
+from lib.prep import load_split, nlpaug_train_tracks
 from lib.train import checkpoint as ckpt
 from lib.train.sampler import StepBatchSampler, steps_per_epoch
 from lib.train.validate import random_mrr, validate
@@ -34,15 +36,21 @@ from lib.train.validate import random_mrr, validate
 if TYPE_CHECKING:
     from lib.config import RunConfig
 
+RUN_OUTPUTS = ("state.pt", "best.safetensors", "last.safetensors", "metrics.json", "history.json", "curves.png",
+               "val_ranks.json")
+CFNL_FORCE_NOTE = f"{FORCE_ENV}=1 (a forced re-run)"
 FAIL_AT_STEP_ENV = "CFNL_TRAIN_FAIL_AT_STEP"
 """Fault injection for the resume tests: the process dies (``os._exit``) after completing this step."""
 
 
-def _config_fingerprint(cfg: RunConfig) -> str:
+def _config_fingerprint(cfg: RunConfig, data_key: str | None = None) -> str:
+    """The resume key: the configuration (less what may change between a run and its continuation without
+    changing the trajectory) and, when given, the content key of the training data (tracks and split)."""
     d = cfg.to_dict()
-    # fields that may change between a run and its continuation without changing the trajectory
     for k in ("max_steps", "epochs", "val_every", "val_every_epochs", "ckpt_every", "log_every", "workers"):
         d.get("train", {}).pop(k, None)
+    if data_key is not None:
+        d["_data"] = data_key
     return json.dumps(d, sort_keys=True)
 
 
@@ -76,8 +84,15 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
         train_ids = list(ctx.train_tracks)
     missing = [u for u in train_ids + val_ids if u not in ctx.train_tracks]
     if missing:
-        raise KeyError(f"{ctx.prep_dir / 'split.json'}: {len(missing)} track id(s) not in "
+        raise InputError(f"{ctx.prep_dir / 'split.json'}: {len(missing)} track id(s) not in "
                        f"{ctx.data_root.train_tracks}, e.g. {missing[:3]}")
+    # the validator's per-track checks before the first step: a bad track is one line naming file, track, field
+    data_check = check_tracks({u: ctx.train_tracks[u] for u in train_ids + val_ids}, ctx.data_root.train_tracks,
+                              require_nl=True, data_root=ctx.data_root.root)
+    if data_check["boxes_partly_outside"] and info.is_main:
+        n_tracks = data_check["tracks_with_boxes_partly_outside"]
+        ctx.log(f"note: {data_check['boxes_partly_outside']} box(es) of {n_tracks} track(s) lie partly outside their "
+                "frame: cropped by the family's rule (counted in metrics.json)")
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_run_info(out, {"config": cfg.to_dict(), "source": cfg.source, "data_root": str(ctx.data_root.root),
@@ -86,7 +101,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
 
     # caches (rank 0 builds, the others wait), dataset, model
     t0 = time.perf_counter()
-    prep_info = fam.prepare(cfg, ctx, train_ids + val_ids) if info.is_main else {}
+    prep_info = fam.prepare(cfg, ctx, list(dict.fromkeys(train_ids + val_ids))) if info.is_main else {}
     D.barrier()
     prepare_s = time.perf_counter() - t0
     dataset = fam.train_dataset(cfg, ctx, train_ids)
@@ -103,20 +118,32 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     # resume
     state_path = out / "state.pt"
     start_step, best_mrr, best_step, history, train_time = 0, -math.inf, -1, [], 0.0
-    fingerprint = _config_fingerprint(cfg)
+    # what the run learns from: the annotation entries of its tracks, its split and the family's text files
+    text_files = [p for p in (nlpaug_train_tracks(ctx.prep_dir),) if p.exists()]
+    data_key = content_hash({"train": [[u, ctx.train_tracks[u]] for u in train_ids],
+                             "val": [[u, ctx.train_tracks[u]] for u in val_ids],
+                             "text": [file_hash(p) for p in text_files]})
+    fingerprint = _config_fingerprint(cfg, data_key)
+    if force_requested() and state_path.exists():
+        ctx.log(f"{CFNL_FORCE_NOTE}: {state_path} is not resumed, training starts from scratch")
+        D.barrier()
+        if info.rank == 0:
+            for name in RUN_OUTPUTS:
+                (out / name).unlink(missing_ok=True)
+        D.barrier()
     state: dict[str, Any] | None = None
-    if state_path.exists():
+    if state_path.exists() and not force_requested():
         state = ckpt.load_state(state_path, map_location="cpu")
         if state.get("fingerprint") != fingerprint:
             if on_config_change == "error":
-                raise RuntimeError(f"{state_path}: belongs to another configuration than {cfg.source}; use another "
-                                   f"--out folder or delete {state_path} to start again")
-            ctx.log(f"{state_path} was written for another configuration than {cfg.source} (it changed): "
-                    "removing that run's outputs and training from scratch")
+                raise ConfigMismatchError(f"{state_path}: belongs to another configuration than {cfg.name} "
+                                          f"({cfg.source}); use another --out folder or delete {state_path} to "
+                                          "start again")
+            ctx.log(f"{state_path} was written for another configuration than {cfg.source} or other training data "
+                    "(one of them changed): removing that run's outputs and training from scratch")
             D.barrier()
             if info.rank == 0:
-                for name in ("state.pt", "best.safetensors", "last.safetensors", "metrics.json", "history.json",
-                             "curves.png", "val_ranks.json"):
+                for name in RUN_OUTPUTS:
                     (out / name).unlink(missing_ok=True)
             D.barrier()
             state = None
@@ -283,7 +310,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
             "train_cpu_s_this_run": train_cpu_s, "val_cpu_s_this_run": val_cpu_s,
             "samples_per_s": (n_steps_now * tcfg.batch_size / pure_train_s) if pure_train_s > 0 else None,
             "prepare_s": prepare_s, "prepare": prep_info, "wall_time_s": time.perf_counter() - t_start,
-            "device": str(dev), "amp": use_amp, "workers": n_workers,
+            "device": str(dev), "amp": use_amp, "workers": n_workers, "data_check": data_check,
         }
         if ddp_diff is not None:
             metrics["ddp_max_weight_diff"] = ddp_diff

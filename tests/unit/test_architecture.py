@@ -15,8 +15,9 @@ from lib.paths import ROOT
 LIB = ROOT / "lib"
 
 FLOORS: list[tuple[str, set[str]]] = [
-    ("ground", {"lib", "lib.paths", "lib.io", "lib.config", "lib.notebook", "lib.metrics", "lib.cityflow",
-                "lib.crops", "lib.distributed", "lib.frame_io", "lib.prep", "lib.embeddings", "lib.thumbnails"}),
+    ("ground", {"lib", "lib.errors", "lib.cli", "lib.paths", "lib.io", "lib.config", "lib.notebook", "lib.metrics",
+                "lib.cityflow", "lib.crops", "lib.distributed", "lib.frame_io", "lib.prep", "lib.embeddings",
+                "lib.thumbnails"}),
     ("stages 00-03", {"lib.synthetic", "lib.data", "lib.frames", "lib.motion", "lib.text"}),
     ("families", {"lib.families"}),
     ("train and embed", {"lib.train", "lib.embed"}),

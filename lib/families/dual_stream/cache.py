@@ -4,8 +4,11 @@
   frame of the track (or of ``K`` evenly spaced frames) exactly as :func:`lib.families.images.load_crop` makes it;
 - motion maps: ``CACHE/motion/<variant>_s<S>/<track_uuid>.npy`` uint8 ``[S, S, 3]``.
 
-Each file is written atomically by one worker process; a finished file is kept (the build resumes), a file whose
-frame count does not match the track is rebuilt. The cache is a pure speed-up: training on it sees the same pixels
+Each file is written atomically by one worker process; a finished file is kept (the build resumes) only while it
+was made from the track's current annotation: every crop folder keeps ``index.json`` ``{track: key}``, the
+:func:`lib.io.content_hash` of the track's ``frames`` and ``boxes``, written after a build; a track whose entry
+changed (or that has no key) is rebuilt, the others are reused. ``force`` (or ``CFNL_FORCE=1``) rebuilds every
+file. The cache is a pure speed-up: training on it sees the same pixels
 as decoding the frames (tested). Safe to delete.
 """
 
@@ -23,8 +26,10 @@ import torch
 from lib.cityflow import Layout
 from lib.families.base import evenly_spaced
 from lib.families.images import load_crop, load_motion
-from lib.io import atomic_path
+from lib.io import atomic_path, content_hash, force_requested, path_in, read_json, write_json
 from lib.prep import motion_map_file
+
+INDEX = "index.json"
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -46,15 +51,36 @@ class CropCache:
         self.folder = Path(cache_dir) / "crops" / f"s{size}_c{crop_area:.4f}_f{max_frames or 'all'}"
 
     def path(self, uuid: str) -> Path:
-        return self.folder / f"{uuid}.npy"
+        return path_in(self.folder, uuid, ".npy")
 
     def frame_positions(self, n_frames: int) -> list[int]:
         """Positions (in the track's frame list) of the cached frames."""
         return evenly_spaced(n_frames, self.max_frames)
 
+    @staticmethod
+    def key(track: dict[str, Any]) -> str:
+        """What a track's crops are computed from: its frames and boxes."""
+        return content_hash({"frames": track["frames"], "boxes": track["boxes"]})
+
+    def index(self) -> dict[str, str]:
+        p = self.folder / INDEX
+        if not hasattr(self, "_index"):
+            try:
+                self._index: dict[str, str] = dict(read_json(p)) if p.exists() else {}
+            except ValueError:
+                self._index = {}
+        return self._index
+
+    def record(self, keys: dict[str, str]) -> None:
+        """Add the keys of freshly built tracks to ``index.json``."""
+        index = {**self.index(), **keys}
+        write_json(self.folder / INDEX, dict(sorted(index.items())), indent=None)
+        self._index = index
+
     def is_complete(self, uuid: str, track: dict[str, Any]) -> bool:
         p = self.path(uuid)
-        return p.exists() and _npy_rows(p) == len(self.frame_positions(len(track["frames"])))
+        return (p.exists() and self.index().get(uuid) == self.key(track)
+                and _npy_rows(p) == len(self.frame_positions(len(track["frames"]))))
 
     def load(self, uuid: str) -> np.ndarray:
         return np.load(self.path(uuid), mmap_mode="r")
@@ -75,7 +101,7 @@ class MotionCache:
         self.folder = Path(cache_dir) / "motion" / f"{variant}_s{size}"
 
     def path(self, uuid: str) -> Path:
-        return self.folder / f"{uuid}.npy"
+        return path_in(self.folder, uuid, ".npy")
 
     def is_complete(self, uuid: str, track: dict[str, Any]) -> bool:
         p = self.path(uuid)
@@ -108,10 +134,13 @@ class _BuildItems(torch.utils.data.Dataset):
 
 
 def build_caches(caches: Sequence[CropCache | MotionCache], layout: Layout, tracks: dict[str, dict[str, Any]],
-                 workers: int = 0, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
-    """Write every missing cache file for ``tracks``; returns counts and the time taken."""
+                 workers: int = 0, log: Callable[[str], None] = print, progress: bool = True, force: bool = False
+                 ) -> dict[str, Any]:
+    """Write every missing or stale cache file for ``tracks`` (all of them with ``force`` or ``CFNL_FORCE=1``);
+    returns counts and the time taken."""
     t0 = time.perf_counter()
-    todo = [(ci, u) for ci, c in enumerate(caches) for u, tr in tracks.items() if not c.is_complete(u, tr)]
+    force = force_requested(force)
+    todo = [(ci, u) for ci, c in enumerate(caches) for u, tr in tracks.items() if force or not c.is_complete(u, tr)]
     if todo:
         for c in caches:
             c.folder.mkdir(parents=True, exist_ok=True)
@@ -125,5 +154,8 @@ def build_caches(caches: Sequence[CropCache | MotionCache], layout: Layout, trac
             it = tqdm(loader, total=len(todo), desc="cache", unit="file", leave=False)
         for _ in it:
             pass
+        for ci, c in enumerate(caches):
+            if isinstance(c, CropCache):
+                c.record({u: c.key(tracks[u]) for cj, u in todo if cj == ci})
     return {"cache_files_built": len(todo), "cache_files": len(caches) * len(tracks),
             "cache_build_s": time.perf_counter() - t0}

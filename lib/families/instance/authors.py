@@ -242,4 +242,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lib.cli import run_main
+
+    raise SystemExit(run_main(main))
