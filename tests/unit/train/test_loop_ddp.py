@@ -56,7 +56,10 @@ def test_two_cpu_processes_match_one_process(mini: tuple[Path, Path], tmp_path: 
     assert m["world_size"] == 2 and m["ddp_max_weight_diff"] == 0.0
     cfg = load_config(SE3, ov)
     torch.manual_seed(cfg.train.seed)  # the trainer's initialisation
-    w0 = create_model(cfg, num_classes=m["n_train"]).state_dict()
+    from lib.families.weights import read_metadata
+
+    model_kwargs = json.loads(read_metadata(tmp_path / "one" / "last.safetensors")["model_kwargs"])
+    w0 = create_model(cfg, **model_kwargs).state_dict()  # NUM_CLASS = the whole train-tracks file (published)
     a, b = _weights(tmp_path / "one" / "last.safetensors"), _weights(tmp_path / "two" / "last.safetensors")
     moved = 0
     for k in a:
