@@ -15,7 +15,9 @@ def test_headless_bars_are_text_and_stay(monkeypatch) -> None:
     assert type(bar).__module__ == "tqdm.std"
     for _ in bar:
         pass
-    assert "frames: 100%" in buf.getvalue().rsplit("\r", 1)[-1]  # the final state, not erased (leave=False)
+    # one line, the final state (not erased although leave=False), without the redraws
+    assert buf.getvalue().startswith("frames: 100%") and buf.getvalue().count("\n") == 1
+    assert "\r" not in buf.getvalue()
 
 
 def test_elsewhere_tqdm_auto_chooses(monkeypatch) -> None:
