@@ -120,9 +120,9 @@ def build_caches(caches: Sequence[CropCache | MotionCache], layout: Layout, trac
                                              num_workers=workers, generator=torch.Generator())
         it = loader
         if progress:
-            from tqdm.auto import tqdm
+            from lib.progress import progress_bar
 
-            it = tqdm(loader, total=len(todo), desc="cache", unit="file", leave=False)
+            it = progress_bar(loader, total=len(todo), desc="cache", unit="file", leave=False)
         for _ in it:
             pass
     return {"cache_files_built": len(todo), "cache_files": len(caches) * len(tracks),
