@@ -39,7 +39,7 @@ def test_make_lab_exports_no_backend_and_opens_at_the_root() -> None:
     assert "MPLBACKEND" not in makefile_exports(), "the Makefile must not force a matplotlib backend on kernels"
     recipe = MAKEFILE.read_text().split("\nlab:", 1)[1].split("\n\n", 1)[0]
     assert "MPLBACKEND" not in recipe
-    assert "--ServerApp.root_dir" in recipe and "--ServerApp.default_url=/lab/tree/notebooks" in recipe
+    assert "--ServerApp.root_dir" in recipe and "--LabApp.default_url=/lab/tree/notebooks" in recipe
 
 
 def test_kernel_started_like_make_lab_gets_an_interactive_backend() -> None:
