@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
-export MPLBACKEND := Agg
+# No MPLBACKEND here: JupyterLab's kernels inherit this environment and must reach matplotlib's inline backend.
+# Headless processes choose their own (tests/conftest.py: Agg for pytest; lib.pipeline: inline for its kernels).
 
 .PHONY: venv test test-unit test-notebooks test-slow test-all reproduce paper lab bench lint clean-venv help
 
@@ -16,7 +17,7 @@ help:
 	@echo "make reproduce   run the whole pipeline on the default synthetic data (profile 'default')"
 	@echo "make test        the default test tier (unit + notebooks + tiny profile), < 15 min on 2 cores"
 	@echo "make test-slow   only the tests marked slow;  make test-all: every tier"
-	@echo "make lab         JupyterLab on the project's kernel"
+	@echo "make lab         JupyterLab at the repository root, opened on notebooks/, on the project's kernel"
 	@echo "make bench       benchmarks -> artifacts/reports/bench.json"
 	@echo "make lint        ruff"
 
@@ -53,8 +54,15 @@ reproduce: $(STAMP)
 paper: $(STAMP)
 	$(PY) -m lib.pipeline --profile paper
 
+# The server's root is the repository (params/, docs/, artifacts/reports/ and a run's executed notebooks in
+# artifacts/runs/<profile>/notebooks/ are one click away); it opens on notebooks/. Kernels start in the folder of
+# their notebook, so the notebooks' relative paths (../artifacts/...) hold. Kernel sockets are CurveZMQ-encrypted
+# where the kernel spec supports it (ours does), which also keeps ipykernel's "running over TCP without
+# encryption" warning out of the console.
+LAB_ARGS ?=
 lab: $(STAMP)
-	cd notebooks && ../$(VENV)/bin/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks \
+		--KernelManager.transport_encryption=auto $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m lib.bench

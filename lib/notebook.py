@@ -3,19 +3,63 @@
 from __future__ import annotations
 
 import os
+import textwrap
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lib.io import git_commit, write_json
 
 
-def record_metrics(metrics: dict[str, Any], path: str | os.PathLike[str], notebook: str = "") -> dict[str, Any]:
-    """Write a notebook's metrics as JSON (atomically) with the commit and time; return what was written."""
+def record_metrics(metrics: dict[str, Any], path: str | os.PathLike[str], notebook: str = "",
+                   headline: Sequence[str] | None = None) -> None:
+    """Write a notebook's metrics as JSON (atomically) with the commit and time, and print a short summary.
+
+    The whole record goes to ``path``; the notebook shows a few lines (:func:`metrics_summary`): the values named
+    in ``headline`` (dotted paths into ``metrics``, e.g. ``"submission.mrr"``), or else the top-level numbers and
+    strings, and the names of the nested entries that only the JSON holds."""
     record = {"notebook": notebook, "metrics": metrics, "git_commit": git_commit(),
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(path, record)
-    return record
+    print(metrics_summary(metrics, path, notebook, headline))
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_short(x) for x in v[:3]) + (f", ... ({len(v)})" if len(v) > 3 else "") + "]"
+    return str(v)
+
+
+def _lookup(metrics: Mapping[str, Any], dotted: str) -> Any:
+    v: Any = metrics
+    for part in dotted.split("."):
+        if not isinstance(v, Mapping) or part not in v:
+            return "(absent)"
+        v = v[part]
+    return v
+
+
+def metrics_summary(metrics: Mapping[str, Any], path: str | os.PathLike[str], notebook: str = "",
+                    headline: Sequence[str] | None = None, max_values: int = 8) -> str:
+    """A few lines about a metrics record: where it was written, its headline values, what else it holds."""
+    if headline is not None:
+        shown = {k: _lookup(metrics, k) for k in headline}
+    else:
+        shown = {k: v for k, v in metrics.items() if v is None or isinstance(v, int | float | str | bool)}
+    more = len(shown) - max_values
+    shown = dict(list(shown.items())[:max_values])
+    nested = [k for k, v in metrics.items() if isinstance(v, Mapping | list) and k not in shown]
+    lines = [f"{notebook or 'metrics'}: {len(metrics)} entries written to {path}"]
+    values = ", ".join(f"{k} = {_short(v)}" for k, v in shown.items()) + (f", ... ({more} more)" if more > 0 else "")
+    if values:
+        lines += textwrap.wrap(values, 110, initial_indent="  ", subsequent_indent="  ")
+    if nested:
+        lines += textwrap.wrap("also in the JSON: " + ", ".join(nested), 110, initial_indent="  ",
+                               subsequent_indent="  ")
+    return "\n".join(lines)
 
 
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -20,13 +20,14 @@ and ``--from STEP`` re-runs that step and every step after it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,16 @@ from lib.families import load_config
 from lib.io import FORCE_ENV, file_hash, git_commit, read_json, write_json
 from lib.paths import NOTEBOOKS, PROFILES, ROOT, data_dir, reports_dir, runs_dir
 from lib.paths import prep_dir as prep_dir_of
+from lib.progress import HEADLESS_ENV
 
 STEPS = ("00_data", "01_frames", "02_motion_maps", "03_text_augmentation", "04_train", "05_embed", "06_ensemble")
 PER_CONFIG = ("04_train", "05_embed")
 PROFILE_KEYS = ("description", "dataset", "configs", "overrides", "notebooks")
 DATASET_KEYS = ("preset", "seed", "data_root", "name")
+# What every kernel the runner starts gets, whatever the caller's environment says (pytest sets MPLBACKEND=Agg for
+# itself): matplotlib's inline backend, so each figure is stored in the executed notebook as an image/png output,
+# and the headless flag (lib.progress): text progress bars that keep their final state, no widgets.
+KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", HEADLESS_ENV: "1"}
 
 
 class PipelineError(RuntimeError):
@@ -248,12 +254,38 @@ def _format_error(exc: Exception) -> str:
     return f"{ename}: {evalue}{tail}"
 
 
+@contextlib.contextmanager
+def kernel_environment() -> Iterator[None]:
+    """``os.environ`` with :data:`KERNEL_ENV` while kernels start (they inherit it); restored afterwards."""
+    saved = {k: os.environ.get(k) for k in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def kernel_config() -> Any:
+    """nbclient configuration: CurveZMQ-encrypted kernel sockets where the kernel spec declares support (ours and
+    ipykernel's do), so ipykernel does not warn "Kernel is running over TCP without encryption" at every start."""
+    import zmq
+    from traitlets.config import Config
+
+    c = Config()
+    if zmq.has("curve"):
+        c.KernelManager.transport_encryption = "auto"
+    return c
+
+
 def run(profile_name: str, force: bool = False, from_step: str | None = None, configs: Sequence[str] | None = None,
         dry_run: bool = False, notebooks_dir: Path = NOTEBOOKS, kernel: str = "python3") -> dict[str, Any]:
     """Run (or skip) every task of a profile; return the timing record also written to ``pipeline.json``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
     # Kernels start in notebooks/; make `lib` importable there even without the editable install.
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     if from_step is not None and from_step not in STEPS:
@@ -297,8 +329,10 @@ def run(profile_name: str, force: bool = False, from_step: str | None = None, co
 
             # a forced task recomputes its caches too (frames, motion maps, crop caches, embeddings, training state)
             os.environ[FORCE_ENV] = "1" if forced else "0"
-            pm.execute_notebook(str(nb_in), str(nb_out), parameters=params, kernel_name=kernel,
-                                cwd=str(notebooks_dir), progress_bar=False, log_output=False)
+            with kernel_environment():
+                pm.execute_notebook(str(nb_in), str(nb_out), parameters=params, kernel_name=kernel,
+                                    cwd=str(notebooks_dir), progress_bar=False, log_output=False,
+                                    config=kernel_config())
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
             os.environ.pop(FORCE_ENV, None)
             secs = time.perf_counter() - t0

@@ -107,9 +107,9 @@ def counts_table(data_root: str | os.PathLike[str], tracks: pd.DataFrame | None 
         table["frames"] = [cams.get(c, {}).get("n_frames", 0) for c in table.index]
         table["layout"] = [cams.get(c, {}).get("layout", "") for c in table.index]
         table["role"] = [cams.get(c, {}).get("role", "") for c in table.index]
-    table.loc["total", ["train", "test"]] = table[["train", "test"]].sum()
-    if "frames" in table:
-        table.loc["total", "frames"] = table["frames"].iloc[:-1].sum()
+    total = {c: (int(table[c].sum()) if c in ("train", "test", "frames") else "") for c in table.columns}
+    table = pd.concat([table, pd.DataFrame([total], index=["total"])])
+    table.index.name = "camera"
     return table
 
 
@@ -135,10 +135,12 @@ def plot_sample_frames(data_root: str | os.PathLike[str], n: int = 6, seed: int 
     picks = []
     for _, group in df.groupby("camera", sort=True):
         picks.append(group.iloc[int(rng.integers(len(group)))])
+    n_cameras = len(picks)
     picks = [picks[i] for i in rng.permutation(len(picks))[:n]]
-    cols = min(3, max(1, len(picks)))
+    cols = 2 if len(picks) == 4 else min(3, max(1, len(picks)))  # at most three a row, no row of one
     rows = int(np.ceil(len(picks) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.7 * rows + 0.4), squeeze=False,
+                             constrained_layout=True)
     for ax in axes.flat:
         ax.axis("off")
     for ax, row in zip(axes.flat, picks):
@@ -150,7 +152,8 @@ def plot_sample_frames(data_root: str | os.PathLike[str], n: int = 6, seed: int 
         ax.imshow(img[..., ::-1])
         ax.set_title(f"{row['camera']} ({row['split']})\n{row['colour']} {row['type']}, {row['manoeuvre']}",
                      fontsize=9)
-    fig.tight_layout()
+    shown = "every camera" if len(picks) == n_cameras else f"{len(picks)} of the {n_cameras} cameras"
+    fig.suptitle(f"{shown}, one random track each (box in yellow)", fontsize=10)
     return fig
 
 
@@ -223,10 +226,13 @@ def histograms(ours: pd.DataFrame, real: pd.DataFrame | None = None) -> dict[str
 
 
 def plot_histograms(ours: pd.DataFrame, real: pd.DataFrame | None = None):
-    """Five panels: colour, type, manoeuvre (share of tracks), track length and box height (1080-line pixels)."""
+    """Five panels in two rows (at most three a row, to fit a notebook's width): colour, type, manoeuvre (share of
+    tracks); track length and box height (1080-line pixels)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 5, figsize=(24, 4))
+    fig, grid = plt.subplots(2, 3, figsize=(14, 8), constrained_layout=True)
+    axes = grid.ravel()
+    axes[5].axis("off")
     for ax, (attr, table) in zip(axes, histograms(ours, real).items()):
         table.plot.bar(ax=ax, width=0.8)
         ax.set_title(f"{attr} (share of tracks)")
@@ -242,7 +248,6 @@ def plot_histograms(ours: pd.DataFrame, real: pd.DataFrame | None = None):
             ax.set_xscale("log")
         ax.set_title(title)
         ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 

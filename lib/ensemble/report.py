@@ -13,7 +13,8 @@ Contents:
   left`` -> manoeuvre-heavy; ``a white bus goes straight`` -> type-heavy; ``other`` states none;
 - the re-rank's classifier accuracy (against the synthetic truth when it exists);
 - a rank histogram (``rank_histogram.png``) and a retrieval gallery (``retrieval_gallery.png``: a few queries'
-  sentences, their top-5 tracks as thumbnails, the true track framed in green, or appended when outside the top 5);
+  sentences, their top-5 tracks as a crop above the track's path with rank and score, the true track framed in
+  green, or appended when outside the top 5);
 - the git commit and time.
 """
 
@@ -138,7 +139,7 @@ def rank_histogram(result: EnsembleResult, names: Sequence[str], path: str | os.
     ax.set_xticks(x, [b[2] for b in RANK_BINS])
     ax.set_xlabel("rank of the true track (1 = first)")
     ax.set_ylabel("share of test queries")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     ax.set_title(f"Where the true track lands ({len(result.test.query_ids)} queries, "
                  f"{len(result.test.gallery_ids)} tracks)")
     fig.tight_layout()
@@ -163,36 +164,45 @@ def pick_examples(ranks: np.ndarray, n: int = 3, seed: int = 0) -> list[int]:
 def retrieval_gallery(result: EnsembleResult, variant: str, layout: Layout, path: str | os.PathLike[str],
                       queries: Mapping[str, Sequence[str]], tracks: Mapping[str, dict[str, Any]], n: int = 3,
                       k: int = 5, seed: int = 0) -> Path:
+    """A few queries (a hit, a middling one, a miss): their sentences, then their top ``k`` tracks, each as its
+    middle crop above its path (``lib.thumbnails.track_path``), titled with rank and score; the true track framed
+    green, appended after the top ``k`` when it is not among them. Sized to be read at notebook width."""
     from matplotlib.figure import Figure
 
     from lib.metrics import rank_order
-    from lib.thumbnails import framed, track_thumbnail
+    from lib.thumbnails import framed, track_path, track_thumbnail
 
     ranks = result.test_ranks[variant]
-    order = rank_order(result.variant_scores[variant])
+    scores = result.variant_scores[variant]
+    order = rank_order(scores)
     picks = pick_examples(ranks, n, seed)
     assert result.test.target_index is not None
-    fig = Figure(figsize=(2.0 * (k + 2), 2.3 * len(picks)))
-    axes = fig.subplots(len(picks), k + 2, squeeze=False, gridspec_kw={"width_ratios": [1.6] + [1] * (k + 1)})
+    fig = Figure(figsize=(2.9 + 1.45 * (k + 1), 3.3 * len(picks) + 0.6))
+    axes = fig.subplots(len(picks), k + 2, squeeze=False, gridspec_kw={"width_ratios": [2.0] + [1] * (k + 1)})
     for row, qi in enumerate(picks):
         qid = result.test.query_ids[qi]
         target = int(result.test.target_index[qi])
-        text = "\n".join(textwrap.fill(f"{j + 1}. {s}", 34) for j, s in enumerate(queries[qid]))
-        axes[row, 0].text(0, 0.5, text, fontsize=7, va="center", ha="left", wrap=True)
-        axes[row, 0].set_title(f"query {qid[:8]} (true rank {int(ranks[qi]) + 1})", fontsize=8, loc="left")
+        text = "\n".join(textwrap.fill(f"{j + 1}. {s}", 30, subsequent_indent="   ")
+                         for j, s in enumerate(queries[qid]))
+        axes[row, 0].text(0, 0.5, text, fontsize=9, va="center", ha="left")
+        axes[row, 0].set_title(f"query {qid[:8]}: true track at rank {int(ranks[qi]) + 1}", fontsize=9, loc="left")
         shown = [int(g) for g in order[qi, :k]]
         extra = [] if target in shown else [target]
         for col, g in enumerate(shown + extra, start=1):
             tid = result.test.gallery_ids[g]
-            img = track_thumbnail(layout, tid, tracks[tid])
+            img = np.concatenate([track_thumbnail(layout, tid, tracks[tid], size=128),
+                                  track_path(layout, tid, tracks[tid], size=128)], axis=0)
             if g == target:
                 img = framed(img, (0, 200, 0))
             axes[row, col].imshow(img)
-            title = f"#{col}" if col <= k else f"true: #{int(ranks[qi]) + 1}"
-            axes[row, col].set_title(title, fontsize=8, color="green" if g == target else "black")
+            rank = col if col <= k else int(ranks[qi]) + 1
+            axes[row, col].set_title(f"{'true ' if g == target else ''}#{rank}\n{float(scores[qi, g]):.3f}",
+                                     fontsize=9, color="green" if g == target else "black")
     for ax in axes.ravel():
         ax.axis("off")
-    fig.suptitle(f"Top {k} tracks of {variant_label(variant)} (true track framed green)", fontsize=10)
+    fig.suptitle(f"Top {k} tracks of {variant_label(variant)}: each the middle crop above its path (dot = start, "
+                 "arrow = end),\ntitled with rank and score (the variant's fused score); the true track framed green",
+                 fontsize=10)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

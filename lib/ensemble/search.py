@@ -117,37 +117,64 @@ def test_gallery(data_root: str | os.PathLike[str]) -> tuple[Layout, dict[str, d
     return layout, load_tracks(layout.test_tracks)
 
 
-def show_results(hits: Sequence[Hit], layout: Layout, tracks: Mapping[str, dict[str, Any]], n_frames: int = 4,
+SCORE_NOTE = "score = the ensemble's weighted sum of its members' similarities (higher ranks first)"
+
+
+def show_results(hits: Sequence[Hit], layout: Layout, tracks: Mapping[str, dict[str, Any]], n_frames: int = 3,
                  title: str = "", mark: str | None = None) -> Any:
-    """A matplotlib figure: one row per hit, ``n_frames`` thumbnails along the track; ``mark`` framed green."""
+    """A matplotlib figure: one row per hit, labelled with its rank, track and score; ``n_frames`` crops along the
+    track (first, middle, last for 3) and the track's path on its last frame; ``mark`` framed green."""
+    import textwrap
+
     import matplotlib.pyplot as plt
 
-    from lib.thumbnails import framed, track_strip
+    from lib.thumbnails import framed, track_path, track_strip
 
-    fig, axes = plt.subplots(len(hits), n_frames, figsize=(1.6 * n_frames, 1.7 * len(hits)), squeeze=False)
+    cols = n_frames + 1
+    fig, axes = plt.subplots(len(hits), cols, figsize=(1.9 * cols, 1.95 * len(hits) + 0.8), squeeze=False)
+    along = "first, middle and last frame" if n_frames == 3 else f"{n_frames} frames along the track"
     for r, hit in enumerate(hits):
-        strip = track_strip(layout, hit.track_id, tracks[hit.track_id], n=n_frames)
-        for c in range(n_frames):
+        track = tracks[hit.track_id]
+        strip = track_strip(layout, hit.track_id, track, n=n_frames)
+        path = track_path(layout, hit.track_id, track)
+        for c in range(cols):
             ax = axes[r, c]
             ax.axis("off")
-            if c < len(strip):
-                ax.imshow(framed(strip[c], (0, 200, 0)) if hit.track_id == mark else strip[c])
-        axes[r, 0].set_title(f"#{hit.rank} {hit.track_id[:8]} ({hit.score:.3f})", fontsize=8, loc="left")
-    if title:
-        fig.suptitle(title, fontsize=10)
+            img = path if c == cols - 1 else (strip[c] if c < len(strip) else None)
+            if img is not None:
+                ax.imshow(framed(img, (0, 200, 0)) if hit.track_id == mark else img)
+        axes[r, 0].set_title(f"#{hit.rank}  track {hit.track_id[:8]}  score {hit.score:.3f}", fontsize=9,
+                             loc="left", fontweight="bold")
+    head = "\n".join(textwrap.wrap(f'"{title}"', 56)) + "\n" if title else ""
+    fig.suptitle(f"{head}each row: {along}, then the path (dot = start, arrow = end)\n{SCORE_NOTE}", fontsize=9)
     fig.tight_layout()
     return fig
 
 
+def figure_png(fig: Any, dpi: int = 100) -> bytes:
+    """``fig`` as PNG bytes (displayed the same way under any matplotlib backend)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
 def interactive_search(index: SearchIndex, layout: Layout, tracks: Mapping[str, dict[str, Any]], k: int = 5,
                        initial: str = "") -> Any:
-    """An ipywidgets search box (JupyterLab); returns the widget, or ``None`` when ipywidgets is not installed."""
+    """An ipywidgets search box (JupyterLab) that shows each description's top ``k`` tracks (:func:`show_results`)
+    below it; returns the widget, or ``None`` in a headless run (``lib.progress.headless``: nobody can type, and a
+    saved notebook keeps no widget state) or when ipywidgets is not installed."""
+    from lib.progress import headless
+
+    if headless():
+        return None
     try:
         import ipywidgets as widgets
     except ImportError:
         return None
     import matplotlib.pyplot as plt
-    from IPython.display import display
+    from IPython.display import Image, display
 
     box = widgets.Text(value=initial, placeholder="e.g. a red pickup truck turns left at the intersection",
                        description="Search:", continuous_update=False, layout=widgets.Layout(width="80%"))
@@ -159,8 +186,9 @@ def interactive_search(index: SearchIndex, layout: Layout, tracks: Mapping[str, 
             if not box.value.strip():
                 return
             fig = show_results(search(box.value, index, k), layout, tracks, title=box.value)
-            display(fig)
-            plt.close(fig)
+            png = figure_png(fig)
+            plt.close(fig)  # drawn once, as an image in the box's output (not again by the inline backend)
+            display(Image(data=png))
 
     box.observe(run, names="value")  # fires on Enter / focus loss (continuous_update=False)
     if initial:

@@ -131,9 +131,9 @@ def iter_crop_batches(layout: Layout, tracks: dict[str, dict[str, Any]], crop_fn
     else:
         it = _threaded(ds, len(ds), default_decode_threads() if decode_threads is None else decode_threads)
     if progress:
-        from tqdm.auto import tqdm
+        from lib.progress import progress_bar
 
-        it = tqdm(it, total=len(ds), desc="gallery frames", unit="frame", leave=False)
+        it = progress_bar(it, total=len(ds), desc="gallery frames", unit="frame", leave=False)
     buf_t: list[np.ndarray] = []
     buf_p: list[np.ndarray] = []
     buf_c: list[np.ndarray] = []

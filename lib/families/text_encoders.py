@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -82,6 +83,38 @@ def text_encoder_width(name: str) -> int:
     return int(AutoConfig.from_pretrained(str(resolve_text_encoder(name)), local_files_only=True).hidden_size)
 
 
+def load_pretrained(folder: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """``AutoModel.from_pretrained`` of a local folder, without transformers' load report and progress bar.
+
+    transformers logs every key that the folder and the model disagree on as a "LOAD REPORT" warning block (raw ANSI
+    colours, in a notebook shown as error output), including keys that are left out on purpose: the pooler of a
+    sentence-embedding checkpoint when the model is built with ``add_pooling_layer=False``. Here the report is
+    silenced for the call (transformers' logging at error level) and read instead: pooler keys dropped on purpose
+    pass; any other missing, unexpected or mismatched key is a ``UserWarning`` naming the folder and the keys.
+    """
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = AutoModel.from_pretrained(str(folder), local_files_only=True, output_loading_info=True,
+                                                **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+    no_pooler = kwargs.get("add_pooling_layer") is False
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if not (no_pooler and k.startswith("pooler.")))
+    problems = {"missing": sorted(info.get("missing_keys", ())), "unexpected": unexpected,
+                "mismatched": [str(m) for m in info.get("mismatched_keys", ())]}
+    problems = {k: v for k, v in problems.items() if v}
+    if problems:
+        warnings.warn(f"{folder}: {type(model).__name__} weights do not match the folder: "
+                      + "; ".join(f"{k} keys {v[:8]}{' ...' if len(v) > 8 else ''}" for k, v in problems.items()),
+                      stacklevel=2)
+    return model
+
+
 def pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     if pooling == "mean_all":
         return last_hidden.mean(dim=1)
@@ -129,12 +162,10 @@ class FrozenTextEncoder:
 
     def _load(self) -> None:
         if self._model is None:
-            from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging as hf_logging
+            from transformers import AutoTokenizer
 
-            hf_logging.disable_progress_bar()
             self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-            self._model = AutoModel.from_pretrained(str(self.path), local_files_only=True).eval()
+            self._model = load_pretrained(self.path).eval()
             for p in self._model.parameters():
                 p.requires_grad_(False)
             self._model.to(self.device)

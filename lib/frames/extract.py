@@ -355,7 +355,7 @@ def extract_dataset(data_root: str | os.PathLike[str], only_referenced: bool = F
                     mode: Mode = "auto", jpeg_quality: int = 95, force: bool = False, progress: bool = True
                     ) -> FramesReport:
     """Extract every camera of ``data_root`` (cameras in parallel processes); see the module docstring."""
-    from tqdm.auto import tqdm
+    from lib.progress import progress_bar
 
     t0 = time.perf_counter()
     force = force_requested(force)
@@ -369,7 +369,7 @@ def extract_dataset(data_root: str | os.PathLike[str], only_referenced: bool = F
     video_bytes = sum((root / cam / VIDEO).stat().st_size for cam in cameras if (root / cam / VIDEO).exists())
     workers = auto_workers(workers, len(jobs), video_bytes // BYTES_PER_WORKER)
     results: list[CameraResult] = []
-    bar = tqdm(total=len(jobs), desc="frames", unit="camera", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="frames", unit="camera", disable=not progress)
     if workers == 1:
         for job in jobs:
             results.append(_extract_camera_args(job))

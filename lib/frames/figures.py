@@ -47,7 +47,10 @@ def frames_overview(data_root: str | os.PathLike[str], report: Any, n_samples: i
     ax = fig.add_subplot(grid[0, :])
     ax.bar([c.camera for c in report.cameras], [c.n_frames for c in report.cameras], color="tab:blue")
     ax.set_ylabel("frames")
-    ax.set_title(f"{report.frames_written} frames written, {len(report.problems)} problems")
+    shown = min(n_samples, len(cams))
+    which = "every camera" if shown == len(cams) else f"the first {shown} of {len(cams)} cameras"
+    ax.set_title(f"frames per camera: {report.frames_written} written, {len(report.problems)} problems; "
+                 f"below, the middle frame of {which}")
     ax.tick_params(axis="x", rotation=30)
     for k, cam in enumerate(cams[:n_samples]):
         files = sorted((root / cam.camera / "img1").glob("*.jpg"))

@@ -42,7 +42,8 @@ def backgrounds_figure(out_dir: str | os.PathLike[str], max_n: int = 8) -> Any:
     """The camera backgrounds a motion-map run wrote (``OUT_DIR/backgrounds/*.jpg``)."""
     import matplotlib.pyplot as plt
 
-    files = sorted(backgrounds_dir(out_dir).glob("*.jpg"))[:max_n]
+    every = sorted(backgrounds_dir(out_dir).glob("*.jpg"))
+    files = every[:max_n]
     if not files:
         raise FileNotFoundError(f"{out_dir}/backgrounds: no background images")
     cols = min(4, len(files))
@@ -52,5 +53,7 @@ def backgrounds_figure(out_dir: str | os.PathLike[str], max_n: int = 8) -> Any:
         ax.axis("off")
     for ax, f in zip(axes.ravel(), files):
         ax.imshow(rgb_image(f))
-        ax.set_title(f.stem, fontsize=8)
+        ax.set_title(f.stem, fontsize=9)
+    shown = "every camera" if len(files) == len(every) else f"the first {len(files)} of {len(every)} cameras"
+    fig.suptitle(f"backgrounds of {shown}", fontsize=10)
     return fig

@@ -381,7 +381,7 @@ def build_motion_maps(data_root: str | os.PathLike[str], out_dir: str | os.PathL
                       force: bool = False, jpeg_quality: int = JPEG_QUALITY, threads: int | None = None,
                       progress: bool = True) -> MotionReport:
     """Backgrounds and motion maps of every track of ``splits``, into ``out_dir`` (see the module docstring)."""
-    from tqdm.auto import tqdm
+    from lib.progress import progress_bar
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown motion-map variant {variant!r}; expected one of {VARIANTS}")
@@ -398,7 +398,7 @@ def build_motion_maps(data_root: str | os.PathLike[str], out_dir: str | os.PathL
     jobs = [(str(root), cam, by_cam[cam], str(out), variant, force, jpeg_quality, threads) for cam in cams]
     results: list[CameraResult] = []
     n_tracks = sum(len(v) for v in by_cam.values())
-    bar = tqdm(total=n_tracks, desc=f"motion maps ({variant})", unit="track", disable=not progress)
+    bar = progress_bar(total=n_tracks, desc=f"motion maps ({variant})", unit="track", disable=not progress)
     if workers == 1:
         for job in jobs:
             results.append(_build_camera_args(job))

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lib.io import read_json, write_json
+from lib.progress import progress_bar
 from lib.synthetic.plan import TrackSpec, difficulty, plan_specs
 from lib.synthetic.presets import Settings, resolve
 from lib.synthetic.render import CameraJob, VehicleJob, run_camera
@@ -75,7 +75,7 @@ def _workers(settings: Settings, n_jobs: int) -> int:
 
 
 def _run_jobs(jobs: list[CameraJob], workers: int, progress: bool) -> list[dict[str, Any]]:
-    bar = tqdm(total=len(jobs), desc="cameras", unit="cam", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="cameras", unit="cam", disable=not progress)
     results: list[dict[str, Any]] = [{} for _ in jobs]
     try:
         if workers <= 1:

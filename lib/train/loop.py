@@ -208,9 +208,9 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     step = start_step
     bar = None
     if progress and info.is_main and total > start_step:
-        from tqdm.auto import tqdm
+        from lib.progress import progress_bar
 
-        bar = tqdm(total=total, initial=start_step, desc=f"train {cfg.name}", unit="step", leave=False)
+        bar = progress_bar(total=total, initial=start_step, desc=f"train {cfg.name}", unit="step", leave=False)
     pure_train_s = 0.0
     cpu_start = time.process_time()
     val_cpu_s = 0.0

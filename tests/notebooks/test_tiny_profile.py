@@ -22,15 +22,55 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     art = tmp_path_factory.mktemp("artifacts")
     old = os.environ.get("CFNL_ARTIFACTS")
     os.environ["CFNL_ARTIFACTS"] = str(art)
+    console = art / "kernels_stderr.txt"  # what the kernels print to the runner's console (they inherit fd 2)
+    saved_fd = os.dup(2)
     try:
-        record = pipeline.run("tiny")
-        again = pipeline.run("tiny")
+        with console.open("w") as f:
+            os.dup2(f.fileno(), 2)
+            record = pipeline.run("tiny")
+            again = pipeline.run("tiny")
     finally:
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
         if old is None:
             os.environ.pop("CFNL_ARTIFACTS", None)
         else:
             os.environ["CFNL_ARTIFACTS"] = old
-    return {"art": art, "record": record, "again": again, "run_dir": art / "runs" / "tiny"}
+    return {"art": art, "record": record, "again": again, "run_dir": art / "runs" / "tiny",
+            "console": console.read_text(errors="replace")}
+
+
+# --- what a reader of the executed notebooks sees ---------------------------------------------------------------
+DRAWING_STEPS = ("00_data", "01_frames", "02_motion_maps", "03_text_augmentation", "05_embed", "06_ensemble")
+NOISE = ("LOAD REPORT", "Kernel is running over TCP")
+
+
+def _output_texts(output: dict) -> list[str]:
+    texts = [output.get("text", ""), output.get("evalue", ""), *output.get("traceback", [])]
+    texts += [v if isinstance(v, str) else "".join(v) for k, v in output.get("data", {}).items()
+              if k.startswith("text/")]
+    return [t if isinstance(t, str) else "".join(t) for t in texts]
+
+
+def test_executed_notebooks_show_figures_and_no_noise(tiny_run: dict) -> None:
+    executed = sorted((tiny_run["run_dir"] / "notebooks").glob("*.ipynb"))
+    assert executed
+    for path in executed:
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        outputs = [o for c in cells for o in c.get("outputs", [])]
+        images = sum("image/png" in o.get("data", {}) for o in outputs)
+        if path.stem.split("__")[0] in DRAWING_STEPS:
+            assert images >= 1, f"{path.name}: no figure stored (image/png output)"
+        for o in outputs:
+            assert "application/vnd.jupyter.widget-view+json" not in o.get("data", {}), \
+                f"{path.name}: a widget (a saved notebook keeps no widget state: it reads as text or a 0% bar)"
+            for text in _output_texts(o):
+                for noise in NOISE:
+                    assert noise not in text, f"{path.name}: an output says {noise!r}"
+        summary = "".join(t for o in cells[-1].get("outputs", []) for t in _output_texts(o))
+        assert len(summary.splitlines()) <= 6, f"{path.name}: the metrics cell shows {summary[:300]!r}..."
+    for noise in NOISE:
+        assert noise not in tiny_run["console"], f"the kernels printed {noise!r} to the runner's console"
 
 
 def _metrics(run_dir: Path, key: str) -> dict:

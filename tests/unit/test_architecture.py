@@ -17,7 +17,7 @@ LIB = ROOT / "lib"
 FLOORS: list[tuple[str, set[str]]] = [
     ("ground", {"lib", "lib.errors", "lib.cli", "lib.paths", "lib.io", "lib.config", "lib.notebook", "lib.metrics",
                 "lib.cityflow", "lib.crops", "lib.distributed", "lib.frame_io", "lib.prep", "lib.embeddings",
-                "lib.thumbnails"}),
+                "lib.thumbnails", "lib.progress"}),
     ("stages 00-03", {"lib.synthetic", "lib.data", "lib.frames", "lib.motion", "lib.text"}),
     ("families", {"lib.families"}),
     ("train and embed", {"lib.train", "lib.embed"}),

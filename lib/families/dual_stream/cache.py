@@ -149,9 +149,9 @@ def build_caches(caches: Sequence[CropCache | MotionCache], layout: Layout, trac
                                              num_workers=workers, generator=torch.Generator())
         it = loader
         if progress:
-            from tqdm.auto import tqdm
+            from lib.progress import progress_bar
 
-            it = tqdm(loader, total=len(todo), desc="cache", unit="file", leave=False)
+            it = progress_bar(loader, total=len(todo), desc="cache", unit="file", leave=False)
         for _ in it:
             pass
         for ci, c in enumerate(caches):

@@ -111,7 +111,7 @@ def load_text_encoder(mcfg: InstanceModelCfg, config_source: str) -> tuple[nn.Mo
     """(HF encoder without pooler, tokenizer) from a local folder; random weights when ``text_pretrained`` is false."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from lib.families.text_encoders import resolve_text_encoder
+    from lib.families.text_encoders import load_pretrained, resolve_text_encoder
 
     try:
         folder = resolve_text_encoder(mcfg.text_encoder_path or mcfg.text_encoder)
@@ -119,7 +119,7 @@ def load_text_encoder(mcfg: InstanceModelCfg, config_source: str) -> tuple[nn.Mo
         raise FileNotFoundError(f"{config_source}: model.text_encoder: {e}") from None
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     if mcfg.text_pretrained:
-        encoder = AutoModel.from_pretrained(str(folder), local_files_only=True, add_pooling_layer=False)
+        encoder = load_pretrained(folder, add_pooling_layer=False)  # the pooler's weights are unused on purpose
     else:
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
         encoder = AutoModel.from_config(config, add_pooling_layer=False)

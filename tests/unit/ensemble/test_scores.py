@@ -139,9 +139,10 @@ def test_cli_writes_a_valid_submission(tmp_path, capsys) -> None:
     assert len(sub) == len(w["query_ids"])
 
 
-def test_search_ranks_like_the_ensemble_and_draws_strips(tmp_path) -> None:
+def test_search_ranks_like_the_ensemble_and_draws_strips(tmp_path, monkeypatch) -> None:
     from lib.cityflow import Layout, load_tracks
-    from lib.ensemble.search import SearchIndex, SearchMember, search, show_results
+    from lib.ensemble.search import SearchIndex, SearchMember, interactive_search, search, show_results
+    from lib.thumbnails import track_path
 
     w = make_world(tmp_path, MEMBERS[:3], write_frames=True)
     ms = [embeddings.load_member(d) for d in w["embed_dirs"][:3]]
@@ -166,4 +167,10 @@ def test_search_ranks_like_the_ensemble_and_draws_strips(tmp_path) -> None:
     tracks = load_tracks(Layout.of(w["data_root"]).test_tracks)
     fig = show_results(search(queries[qids[0]], index, k=3), Layout.of(w["data_root"]), tracks, n_frames=3,
                        mark=w["gt"][qids[0]])
-    assert len(fig.axes) == 9
+    assert len(fig.axes) == 3 * 4  # per hit: first, middle and last crop, then the path
+    assert "score" in fig.axes[0].get_title(loc="left")
+    tid = next(iter(tracks))
+    path = track_path(Layout.of(w["data_root"]), tid, tracks[tid], size=64)
+    assert path.shape == (64, 64, 3) and path.dtype == np.uint8
+    monkeypatch.setenv("CFNL_HEADLESS", "1")  # a runner's kernel: no widget (a saved notebook keeps no state)
+    assert interactive_search(index, Layout.of(w["data_root"]), tracks) is None

@@ -367,6 +367,7 @@ def test_dataset_card_tables(tiny: Path) -> None:
     counts = card.counts_table(tiny, tracks)
     assert counts.loc["total", "train"] == 60 and counts.loc["total", "test"] == 24
     assert (counts.drop(index="total")["frames"] > 0).all()
+    assert counts["frames"].dtype.kind == "i" and not counts.isna().any().any()  # no 1234.0 or NaN on show
     hist = card.histograms(tracks)
     assert set(hist) == {"colour", "type", "manoeuvre"}
     assert all(abs(h["ours"].sum() - 1.0) < 1e-9 for h in hist.values())
