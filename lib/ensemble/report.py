@@ -245,7 +245,10 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         lines.append(f"| {m} | " + " | ".join(_fmt(w["values"][v][i], 4) for v in w["variants"]) + " |")
     if "fitted" in w["variants"]:
         lines += ["", "Fitted weights maximise MRR on the val split (coordinate ascent from the published weights); "
-                      "their val MRR is in-sample, the test MRR is the honest number."]
+                      "their val MRR is in-sample, the test MRR is the honest number. A weight of 0 means that member "
+                      "did not raise the val MRR of the others at any grid step (with 100 val queries the search "
+                      "often puts all weight on one or two members): read it as 'not needed on val', not as "
+                      "'useless'."]
     kb = summary.get("query_kinds")
     if kb and kb["mrr"]:
         lines += ["", "## MRR per query kind", "",
@@ -267,7 +270,9 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         acc = rr.get("synthetic_accuracy_test") or {}
         if acc:
             lines.append("Predicted test-track attributes vs the synthetic truth: "
-                         + ", ".join(f"{k} {v:.1%}" for k, v in acc.items()) + ".")
+                         + ", ".join(f"{k} {v:.1%}" for k, v in acc.items()) + " (chance is about 1/7 for the "
+                         "vehicle type and 1/5 for the manoeuvre: an accuracy near those says the embeddings carry "
+                         "little of that attribute, and the re-rank can only help on the attributes they do carry).")
         st = rr.get("queries_stating") or {}
         if st:
             lines.append("Test queries stating each attribute: " + ", ".join(f"{k} {v:.0%}" for k, v in st.items())

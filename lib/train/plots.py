@@ -12,6 +12,9 @@ from lib.io import atomic_path
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "",
                 random_mrr: float | None = None) -> Path:
+    """Loss and val MRR by step. Where the family scales the loss during its warm-up (Part Two: a factor from 0.1 to
+    1, logged as ``loss_factor``), the logged loss is the scaled one, as the original logged it: it rises over the
+    warm-up although the model improves; the panel says so."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -24,7 +27,8 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str],
         a.plot([h["step"] for h in train], [h["loss"] for h in train], lw=1)
     a.set_xlabel("step")
     a.set_ylabel("training loss")
-    a.set_title("loss")
+    scaled = any("loss_factor" in h and h["loss_factor"] < 1.0 for h in train)
+    a.set_title("loss x warm-up factor (rises while the factor goes 0.1 -> 1)" if scaled else "loss", fontsize=9)
     if val:
         b.plot([h["step"] for h in val], [h["val_mrr"] for h in val], marker="o", lw=1, label="val MRR")
     if random_mrr is not None:
