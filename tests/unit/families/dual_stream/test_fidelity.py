@@ -92,6 +92,7 @@ def test_training_step_text_path_uses_dropout_unless_cached(tmp_path: Path) -> N
     loss, logs = fam.compute_loss(model, batch, 0)
     assert torch.isfinite(loss) and 0.0 <= logs["train_top1"] <= 1.0
     assert all(p.dtype == torch.float32 for p in model.parameters())  # float32 paper run on CPU
+    assert loss.dtype == torch.float32 and t1.dtype == torch.float32  # and its activations
     # the original's validation: the val split as one batch, car pair, frame 0, sentence 2
     val = load_split(prep)["val"]
     orig = fam.original_validation(model, cfg, ctx, val)
