@@ -33,7 +33,7 @@ import numpy as np
 from lib.cityflow import Layout, load_queries, load_tracks
 from lib.ensemble.rerank import AttributeLabels, parse_all
 from lib.ensemble.run import EnsembleResult, metrics_record
-from lib.io import atomic_path, git_commit, read_json, write_json, write_text
+from lib.io import git_commit, read_json, save_figure, write_json, write_text
 
 KINDS = ("manoeuvre", "type", "colour", "other")
 TABLE_METRICS = ("mrr", "recall_1", "recall_5", "recall_10")
@@ -143,11 +143,7 @@ def rank_histogram(result: EnsembleResult, names: Sequence[str], path: str | os.
     ax.set_title(f"Where the true track lands ({len(result.test.query_ids)} queries, "
                  f"{len(result.test.gallery_ids)} tracks)")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
-    return out
+    return save_figure(fig, path, dpi=110)
 
 
 def pick_examples(ranks: np.ndarray, n: int = 3, seed: int = 0) -> list[int]:
@@ -204,11 +200,7 @@ def retrieval_gallery(result: EnsembleResult, variant: str, layout: Layout, path
                  "arrow = end),\ntitled with rank and score (the variant's fused score); the true track framed green",
                  fontsize=10)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100)
-    return out
+    return save_figure(fig, path, dpi=100)
 
 
 # --- markdown --------------------------------------------------------------------------------------------------

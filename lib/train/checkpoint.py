@@ -100,7 +100,8 @@ class CheckpointRule:
         self.best_at = -1
         self.pending = False
 
-    def observe(self, step: int, loss: float, logs: dict[str, float]) -> bool:
+    def observe(self, step: int, loss: Any, logs: dict[str, float]) -> bool:
+        """``loss``: a float or a 0-d tensor, read (a device sync) only by the rule that needs it."""
         if self.rule == "best_train_top1":
             if "train_top1" not in logs:
                 raise KeyError("train.checkpoint: best_train_top1 needs the family to log 'train_top1'")

@@ -238,7 +238,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
         train_time += dt
         if bar is not None:
             bar.update(1)
-        if info.is_main and selector.observe(step, float(loss.detach()), logs):
+        if info.is_main and selector.observe(step, loss.detach(), logs):
             best_step = step
             ckpt.save_weights(out / "best.safetensors", model, cfg, step, model_kwargs,
                               extra={"checkpoint_rule": rule, **selector.record()})

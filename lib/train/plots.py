@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lib.io import atomic_path
+from lib.io import save_figure
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "",
@@ -41,6 +41,4 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str],
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    return Path(path)
+    return save_figure(fig, path, dpi=100)
