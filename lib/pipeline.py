@@ -36,6 +36,7 @@ from lib.families import load_config
 from lib.io import FORCE_ENV, file_hash, git_commit, read_json, write_json
 from lib.paths import NOTEBOOKS, PROFILES, ROOT, data_dir, reports_dir, runs_dir
 from lib.paths import prep_dir as prep_dir_of
+from lib.preflight import PreflightError
 from lib.progress import HEADLESS_ENV
 
 STEPS = ("00_data", "01_frames", "02_motion_maps", "03_text_augmentation", "04_train", "05_embed", "06_ensemble")
@@ -180,6 +181,25 @@ def plan(profile: Profile, notebooks_dir: Path = NOTEBOOKS, configs: Sequence[st
     return tasks
 
 
+def preflight_check(profile: Profile, configs: Sequence[str] | None = None,
+                    notebooks_dir: Path = NOTEBOOKS) -> dict[str, Any]:
+    """:func:`lib.preflight.check` for what the run would use: the chosen configurations (all of the profile's by
+    default), the dataset folder (an unresolvable ``data_root`` is one item of the list, beside the others) and
+    03's ``n_val`` as the runner passes it (else the notebook's default)."""
+    from lib.notebook import notebook_parameters
+    from lib.preflight import check
+
+    try:
+        data_root: Path | str = _dataset_paths(profile)[0]
+    except FileNotFoundError as e:
+        data_root = str(e)
+    cfg_paths = [resolve_params_path(c) for c in (configs or profile.configs)]
+    n_val = (profile.notebooks.get("03_text_augmentation") or {}).get("n_val")
+    if n_val is None:
+        n_val = notebook_parameters(notebooks_dir / "03_text_augmentation.ipynb").get("n_val")
+    return check(profile, data_root, cfg_paths, int(n_val) if n_val is not None else None)
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
@@ -282,8 +302,11 @@ def kernel_config() -> Any:
 
 
 def run(profile_name: str, force: bool = False, from_step: str | None = None, configs: Sequence[str] | None = None,
-        dry_run: bool = False, notebooks_dir: Path = NOTEBOOKS, kernel: str = "python3") -> dict[str, Any]:
-    """Run (or skip) every task of a profile; return the timing record also written to ``pipeline.json``."""
+        dry_run: bool = False, notebooks_dir: Path = NOTEBOOKS, kernel: str = "python3", preflight: bool = True
+        ) -> dict[str, Any]:
+    """Run (or skip) every task of a profile; return the timing record also written to ``pipeline.json``.
+    First the pre-flight (:mod:`lib.preflight`, unless ``preflight=False``): weights, text encoders, data files,
+    split size and disk, every problem in one list before any notebook runs."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     # Kernels start in notebooks/; make `lib` importable there even without the editable install.
@@ -291,6 +314,8 @@ def run(profile_name: str, force: bool = False, from_step: str | None = None, co
     if from_step is not None and from_step not in STEPS:
         raise ConfigError(f"--from: unknown step {from_step!r}; steps: {', '.join(STEPS)}")
     profile = load_profile(profile_name)
+    if preflight:
+        preflight_check(profile, configs, notebooks_dir)
     tasks = plan(profile, notebooks_dir, configs)
     run_dir = runs_dir(profile.name)
     code = _code_fingerprint()
@@ -365,11 +390,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", help="comma-separated subset of the profile's configurations")
     ap.add_argument("--dry-run", action="store_true", help="validate and show what would run")
     ap.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of the numbered notebooks")
+    ap.add_argument("--no-preflight", action="store_true",
+                    help="skip the pre-flight check of weights, text encoders, data files, split size and disk")
     args = ap.parse_args(argv)
     try:
         run(args.profile, force=args.force, from_step=args.from_step,
             configs=args.configs.split(",") if args.configs else None, dry_run=args.dry_run,
-            notebooks_dir=args.notebooks)
+            notebooks_dir=args.notebooks, preflight=not args.no_preflight)
+    except PreflightError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (ConfigError, FileNotFoundError, PipelineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if not isinstance(e, PipelineError) else 1

@@ -22,7 +22,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("families", {"lib.families"}),
     ("train and embed", {"lib.train", "lib.embed"}),
     ("ensemble", {"lib.ensemble"}),
-    ("runner and aliases", {"lib.pipeline", "lib.bench", "lib.release", "lib.authors_part_two"}),
+    ("runner and aliases", {"lib.pipeline", "lib.preflight", "lib.bench", "lib.release", "lib.authors_part_two"}),
 ]
 
 
