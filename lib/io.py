@@ -215,11 +215,46 @@ def machine_info() -> dict[str, Any]:
         import torch
 
         info["torch"] = torch.__version__
+        info["kernels"] = kernel_info()
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
             info["gpus"] = torch.cuda.device_count()
     except ImportError:  # pragma: no cover - torch is a hard dependency
         pass
+    return info
+
+
+KERNEL_ENV_VARS = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""The environment variables that choose CPU kernel code paths and thread counts (recorded in every run_info)."""
+
+
+def _cpu_model() -> tuple[str, list[str]]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), []
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
+    return model, isa
+
+
+def kernel_info() -> dict[str, Any]:
+    """The CPU kernel path this process computes with: the CPU and its vector extensions, PyTorch's chosen ATen
+    capability, the MKL and oneDNN builds, the thread count and the variables of :data:`KERNEL_ENV_VARS`. Two runs
+    with the same kernel path give the same numbers; see README "Same numbers on another machine"."""
+    import torch
+
+    model, isa = _cpu_model()
+    info: dict[str, Any] = {"cpu": model, "cpu_isa": isa, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                            "torch_threads": torch.get_num_threads(),
+                            "env": {k: os.environ[k] for k in KERNEL_ENV_VARS if k in os.environ}}
+    for line in torch.__config__.show().splitlines():
+        line = line.strip(" -")
+        if line.startswith("Intel(R) oneAPI Math Kernel Library Version"):
+            info["mkl"] = line.split("Version", 1)[1].split("Product")[0].strip(" -")
+        elif line.startswith("Intel(R) MKL-DNN"):  # "Intel(R) MKL-DNN v3.12.0 (Git Hash ...)"
+            info["onednn"] = line.removeprefix("Intel(R) MKL-DNN").split("(")[0].strip()
     return info
 
 
