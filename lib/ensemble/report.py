@@ -15,6 +15,12 @@ Contents:
 - a rank histogram (``rank_histogram.png``) and a retrieval gallery (``retrieval_gallery.png``: a few queries'
   sentences, their top-5 tracks as a crop above the track's path with rank and score, the true track framed in
   green, or appended when outside the top 5);
+- 95 % bootstrap intervals over queries on every row (:mod:`lib.ensemble.stats`), the oracle rows (the ceiling:
+  ranking by the true colour, type and manoeuvre, :mod:`lib.ensemble.oracle`) and paired bootstrap tests: every
+  ensemble variant vs the best single model, and the ablations that differ in one published choice (motion stream vs
+  crop-only on manoeuvre queries, nlpaug vs plain, ID losses vs none);
+- where the models fail (:mod:`lib.ensemble.failures`): the attribute read-out's confusions (type x type, manoeuvre x
+  manoeuvre, the colour pairs mixed up) and the ten worst queries with their top 5 (``worst_queries.png``);
 - the git commit and time.
 """
 
@@ -31,8 +37,11 @@ from typing import Any
 import numpy as np
 
 from lib.cityflow import Layout, load_queries, load_tracks
+from lib.ensemble.failures import confusion_figure, near_pairs, worst_queries
+from lib.ensemble.oracle import oracle_values
 from lib.ensemble.rerank import AttributeLabels, parse_all
 from lib.ensemble.run import EnsembleResult, metrics_record
+from lib.ensemble.stats import bootstrap_interval, intervals, paired_mrr
 from lib.io import git_commit, read_json, save_figure, write_json, write_text
 
 KINDS = ("manoeuvre", "type", "colour", "other")
@@ -65,10 +74,13 @@ def variant_label(v: str) -> str:
     return VARIANT_LABELS.get(base, base) + (" + attribute re-rank" if rr else "")
 
 
-def _row(name: str, kind: str, test: Mapping[str, float] | None, **extra: Any) -> dict[str, Any]:
+def _row(name: str, kind: str, test: Mapping[str, float] | None, ranks: np.ndarray | None = None, seed: int = 0,
+         **extra: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"name": name, "kind": kind, **extra}
     for k in TABLE_METRICS:
         row[k] = None if test is None else float(test[k])
+    if ranks is not None:
+        row["ci95"] = {m: list(v) for m, v in intervals(ranks, seed).items()}
     return row
 
 
@@ -81,16 +93,73 @@ def table_rows(result: EnsembleResult, train_metrics: Mapping[str, Mapping[str, 
         weight = None
         if name in result.members:
             weight = result.weights["published"][result.members.index(name)]
-        rows.append(_row(name, kind, split.get("test"), weight=weight,
+        rows.append(_row(name, kind, split.get("test"), result.test_ranks.get(name), weight=weight,
                          val_mrr=split.get("val", {}).get("mrr"),
                          train_val_mrr=train_metrics.get(name, {}).get("val_mrr"),
                          train_time_s=train_metrics.get(name, {}).get("train_time_s")))
     for v, split in result.variant_metrics.items():
-        rows.append(_row(variant_label(v), "ensemble", split.get("test"), variant=v,
+        rows.append(_row(variant_label(v), "ensemble", split.get("test"), result.test_ranks.get(v), variant=v,
                          val_mrr=split.get("val", {}).get("mrr")))
     rows.append(_row("random ranking", "random", result.random if result.test.target_index is not None else None,
                      val_mrr=None))
     return rows
+
+
+def oracle_rows(result: EnsembleResult, data_root: str | os.PathLike[str] | None, seed: int = 0
+                ) -> list[dict[str, Any]]:
+    """The oracle rows (:mod:`lib.ensemble.oracle`) with their intervals; none without synthetic truth."""
+    if data_root is None or result.test.target_index is None:
+        return []
+    values = oracle_values(data_root, result.test.query_ids, result.test.gallery_ids, result.test.target_index)
+    rows = []
+    for name, per in (values or {}).items():
+        row: dict[str, Any] = {"name": name, "kind": "oracle", "val_mrr": None}
+        row.update({m: float(per[m].mean()) for m in TABLE_METRICS})
+        row["ci95"] = {m: list(bootstrap_interval(per[m], seed)) for m in TABLE_METRICS}
+        rows.append(row)
+    return rows
+
+
+# (label, configuration a, configuration b, query kind or None): pairs that differ in one published choice only.
+ABLATIONS = (
+    ("motion stream vs crop-only, on manoeuvre queries", "motion_effb3_NOCLS_nlpaug_320",
+     "croponly_effb3_NOCLS_nlpaug_320", "manoeuvre"),
+    ("motion stream vs crop-only, all queries", "motion_effb3_NOCLS_nlpaug_320", "croponly_effb3_NOCLS_nlpaug_320",
+     None),
+    ("nlpaug vs plain sentences", "motion_SE_NOCLS_nlpaug_288", "motion_SE_NOCLS_nonlpaug_288", None),
+    ("ID losses (3CLS) vs none", "motion_SE_3CLS_nonlpaug_288", "motion_SE_NOCLS_nonlpaug_288", None),
+)
+
+
+def _find(names: Sequence[str], base: str) -> str | None:
+    """The configuration named ``base`` or one of its variants (``base_cpu``)."""
+    for n in names:
+        if n == base or n.removesuffix("_cpu") == base:
+            return n
+    return None
+
+
+def paired_tests(result: EnsembleResult, kinds: Sequence[str] | None, seed: int = 0) -> list[dict[str, Any]]:
+    """Every ensemble variant vs the best single model, and each ablation of :data:`ABLATIONS` present."""
+    if result.test.target_index is None:
+        return []
+    ranks = result.test_ranks
+    singles = {n: result.config_metrics[n]["test"]["mrr"] for n in result.members}
+    best = max(singles, key=singles.get)
+    out = []
+    for v in result.variant_metrics:
+        t = paired_mrr(ranks, v, best, seed=seed).to_dict()
+        out.append({"label": f"{variant_label(v)} vs best single model", **t})
+    names = list(result.config_metrics)
+    k = np.asarray(kinds) if kinds is not None else None
+    for label, a, b, kind in ABLATIONS:
+        na, nb = _find(names, a), _find(names, b)
+        if na is None or nb is None or (kind is not None and k is None):
+            continue
+        mask = None if kind is None else (k == kind)
+        t = paired_mrr(ranks, na, nb, mask, subset=f"{kind} queries" if kind else "all queries", seed=seed)
+        out.append({"label": label, **t.to_dict()})
+    return out
 
 
 def kind_breakdown(result: EnsembleResult, kinds: Sequence[str], names: Sequence[str]) -> dict[str, Any]:
@@ -113,9 +182,13 @@ def checks(result: EnsembleResult) -> dict[str, Any]:
     singles = {n: result.config_metrics[n]["test"]["mrr"] for n in result.members}
     ens = result.variant_metrics["published"]["test"]["mrr"]
     chance = result.random["expected_mrr"]
-    return {"published_ensemble_mrr": ens, "best_single": max(singles, key=singles.get),
+    best = max(singles, key=singles.get)
+    test = paired_mrr(result.test_ranks, "published", best)
+    return {"published_ensemble_mrr": ens, "best_single": best,
             "best_single_mrr": max(singles.values()),
             "ensemble_beats_every_single_model": bool(ens > max(singles.values())),
+            "ensemble_vs_best_p": test.p_a_better, "ensemble_vs_best_diff_ci95": list(test.diff_ci),
+            "ensemble_significantly_better": test.significant,
             "random_mrr": chance, "weakest_model_over_random": min(singles.values()) / chance}
 
 
@@ -159,10 +232,12 @@ def pick_examples(ranks: np.ndarray, n: int = 3, seed: int = 0) -> list[int]:
 
 def retrieval_gallery(result: EnsembleResult, variant: str, layout: Layout, path: str | os.PathLike[str],
                       queries: Mapping[str, Sequence[str]], tracks: Mapping[str, dict[str, Any]], n: int = 3,
-                      k: int = 5, seed: int = 0) -> Path:
+                      k: int = 5, seed: int = 0, picks: Sequence[int] | None = None, title: str | None = None
+                      ) -> Path:
     """A few queries (a hit, a middling one, a miss): their sentences, then their top ``k`` tracks, each as its
     middle crop above its path (``lib.thumbnails.track_path``), titled with rank and score; the true track framed
-    green, appended after the top ``k`` when it is not among them. Sized to be read at notebook width."""
+    green, appended after the top ``k`` when it is not among them. Sized to be read at notebook width. ``picks``
+    (query indices) replaces the hit / middling / miss choice (the report's worst queries)."""
     from matplotlib.figure import Figure
 
     from lib.metrics import rank_order
@@ -171,7 +246,7 @@ def retrieval_gallery(result: EnsembleResult, variant: str, layout: Layout, path
     ranks = result.test_ranks[variant]
     scores = result.variant_scores[variant]
     order = rank_order(scores)
-    picks = pick_examples(ranks, n, seed)
+    picks = list(picks) if picks is not None else pick_examples(ranks, n, seed)
     assert result.test.target_index is not None
     fig = Figure(figsize=(2.9 + 1.45 * (k + 1), 3.3 * len(picks) + 0.6))
     axes = fig.subplots(len(picks), k + 2, squeeze=False, gridspec_kw={"width_ratios": [2.0] + [1] * (k + 1)})
@@ -196,10 +271,11 @@ def retrieval_gallery(result: EnsembleResult, variant: str, layout: Layout, path
                                      fontsize=9, color="green" if g == target else "black")
     for ax in axes.ravel():
         ax.axis("off")
-    fig.suptitle(f"Top {k} tracks of {variant_label(variant)}: each the middle crop above its path (dot = start, "
-                 "arrow = end),\ntitled with rank and score (the variant's fused score); the true track framed green",
-                 fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(title or (f"Top {k} tracks of {variant_label(variant)}: each the middle crop above its path (dot = "
+                 "start, arrow = end),\ntitled with rank and score (the variant's fused score); the true track framed "
+                 "green"), fontsize=10)
+    height = fig.get_figheight()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / height))  # room for the two-line title above the first row
     return save_figure(fig, path, dpi=100)
 
 
@@ -212,24 +288,61 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def _ci(r: Mapping[str, Any], m: str) -> str:
+    v, ci = r.get(m), (r.get("ci95") or {}).get(m)
+    if v is None:
+        return "–"
+    return f"{v:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{v:.4f}"
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def render_markdown(summary: Mapping[str, Any]) -> str:
     lines = [f"# Results: {summary.get('title', 'CityFlow-NL retrieval')}", "",
              f"Commit `{summary['git_commit']}`, {summary['time']}. Test split: {summary['n_queries']} queries x "
              f"{summary['n_tracks']} tracks; val split: {summary['n_val_queries']} queries. Submitted: "
              f"`{summary['submitted_variant']}` -> `{summary['submission']}`.", "",
-             "## Every configuration, the ensemble variants and chance", "",
-             "| model | kind | weight | val MRR (training) | val MRR | test MRR | R@1 | R@5 | R@10 |",
+             "## Every configuration, the ensemble variants, chance and the ceiling", "",
+             "Test metrics with a 95 % bootstrap interval over the test queries (percentile, 2,000 resamples): two "
+             "rows whose intervals overlap may still differ (see the paired tests below), but a difference inside "
+             "one interval's width is not something this split can show.", "",
+             "| model | kind | weight | val MRR (training) | val MRR | test MRR [95 % CI] | R@1 | R@5 | R@10 |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for r in summary["table"]:
+    for r in [*summary["table"], *summary.get("oracles", [])]:
         lines.append(f"| {r['name']} | {r['kind']} | {_fmt(r.get('weight'), 2)} | {_fmt(r.get('train_val_mrr'))} | "
-                     f"{_fmt(r.get('val_mrr'))} | {_fmt(r['mrr'])} | {_fmt(r['recall_1'])} | "
-                     f"{_fmt(r['recall_5'])} | {_fmt(r['recall_10'])} |")
+                     f"{_fmt(r.get('val_mrr'))} | {_ci(r, 'mrr')} | {_ci(r, 'recall_1')} | "
+                     f"{_ci(r, 'recall_5')} | {_ci(r, 'recall_10')} |")
+    if summary.get("oracles"):
+        lines += ["", "The oracle rows rank by the generator's truth about the described vehicle: every track with the "
+                      "target's colour, type (and manoeuvre) ties first, in random order (expected values, "
+                      "lib/ensemble/oracle.py). They are the ceiling of a model that reads exactly those cues."]
     c = summary.get("checks") or {}
     if c:
         lines += ["", f"Published ensemble MRR {c['published_ensemble_mrr']:.4f} vs best single model "
                       f"({c['best_single']}) {c['best_single_mrr']:.4f}: the ensemble "
-                      f"{'beats' if c['ensemble_beats_every_single_model'] else 'does NOT beat'} every single model. "
-                      f"Weakest model: {c['weakest_model_over_random']:.1f}x the random MRR ({c['random_mrr']:.4f})."]
+                      f"{'beats' if c['ensemble_beats_every_single_model'] else 'does NOT beat'} every single model"
+                      + (f" (paired bootstrap: difference {c['published_ensemble_mrr'] - c['best_single_mrr']:+.4f}, "
+                         f"95 % CI [{c['ensemble_vs_best_diff_ci95'][0]:+.3f}, "
+                         f"{c['ensemble_vs_best_diff_ci95'][1]:+.3f}], p = {_p(c['ensemble_vs_best_p'])}: "
+                         f"{'significant' if c['ensemble_significantly_better'] else 'NOT significant'} at 0.05)"
+                         if "ensemble_vs_best_p" in c else "")
+                      + f". Weakest model: {c['weakest_model_over_random']:.1f}x the random MRR "
+                      f"({c['random_mrr']:.4f})."]
+    tests = summary.get("paired_tests") or []
+    if tests:
+        lines += ["", "## Paired tests", "",
+                  "Paired bootstrap over the same queries (10,000 resamples): the mean difference in reciprocal rank "
+                  "(A - B), its 95 % interval and the one-sided p-value of \"A is better than B\".", "",
+                  "| comparison | A | B | queries | MRR A | MRR B | A - B [95 % CI] | p (A > B) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for t in tests:
+            a = variant_label(t["a"]) if t["a"] in summary["variants"] else t["a"]
+            lines.append(f"| {t['label']} | {a} | {t['b']} | {t['n']} ({t['subset']}) | {t['mean_a']:.4f} | "
+                         f"{t['mean_b']:.4f} | {t['diff']:+.4f} [{t['diff_ci'][0]:+.3f}, {t['diff_ci'][1]:+.3f}] | "
+                         f"{_p(t['p_a_better'])}{' *' if t['significant'] else ''} |")
+        lines += ["", "\\* p < 0.05."]
     w = summary["weights"]
     lines += ["", "## Ensemble weights", "", "| configuration | " + " | ".join(w["variants"]) + " |",
               "|---|" + "---|" * len(w["variants"])]
@@ -269,6 +382,33 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         if st:
             lines.append("Test queries stating each attribute: " + ", ".join(f"{k} {v:.0%}" for k, v in st.items())
                          + ".")
+    fail = summary.get("failures") or {}
+    if fail:
+        lines += ["", "## Where the models fail", ""]
+        conf = fail.get("confusions") or {}
+        if conf:
+            lines.append("The attribute read-out (the re-rank's classifiers on the test tracks' embeddings) against "
+                         "the generator's truth; rows: true value, columns: read value "
+                         "(figure: attribute_confusions.png).")
+            for attr in ("type", "manoeuvre"):
+                if attr not in conf:
+                    continue
+                labels, counts = conf[attr]["labels"], conf[attr]["counts"]
+                lines += ["", f"**{attr}** (true \\ read)", "", "| | " + " | ".join(labels) + " |",
+                          "|---|" + "---|" * len(labels)]
+                lines += [f"| {t} | " + " | ".join(str(c) for c in row) + " |" for t, row in zip(labels, counts)]
+            if fail.get("colour_pairs"):
+                lines += ["", "**colour**, the most frequent confusions: " + "; ".join(
+                    f"{p['true']} read as {p['predicted']} {p['count']}x ({p['share_of_true']:.0%} of {p['true']})"
+                    for p in fail["colour_pairs"]) + "."]
+        worst = fail.get("worst") or []
+        if worst:
+            lines += ["", f"The {len(worst)} worst test queries of `{summary['submitted_variant']}` (true track's "
+                          "rank); truth = the generator's colour / type / manoeuvre of the true track and of the track "
+                          "ranked first (figure: worst_queries.png, their top 5).", "",
+                      "| query | rank | first sentence | true track | ranked first |", "|---|---|---|---|---|"]
+            lines += [f"| {w['query'][:8]} | {w['rank']} | {w['sentence']} | {w.get('target_truth', '–')} | "
+                      f"{w.get('top1_truth', '–')} |" for w in worst]
     figs = summary.get("figures") or {}
     if figs:
         lines += ["", "## Figures", ""]
@@ -276,6 +416,44 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
             lines.append(f"![{title}]({rel})")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def failures(result: EnsembleResult, layout: Layout, n_worst: int = 10) -> dict[str, Any]:
+    """The read-out confusions (from the re-rank, when it ran on synthetic data) and the worst queries of the
+    submitted variant, with the generator's truth of their true and first-ranked tracks when it exists."""
+    out: dict[str, Any] = {}
+    conf = (result.rerank or {}).get("confusions_test") or {}
+    if conf:
+        out["confusions"] = conf
+        if "colour" in conf:
+            out["colour_pairs"] = near_pairs(conf["colour"], 5)
+    from lib.metrics import rank_order
+
+    variant = result.submitted_variant
+    ranks = result.test_ranks[variant]
+    order = rank_order(result.variant_scores[variant])
+    queries = load_queries(layout.test_queries)
+    labels_path = layout.root / "synthetic-labels.json"
+    truth = read_json(labels_path) if labels_path.exists() else {}
+
+    def describe(tid: str) -> str | None:
+        t = truth.get(tid)
+        return None if t is None else f"{t.get('colour')} {t.get('type')}, {t.get('manoeuvre')}"
+
+    assert result.test.target_index is not None
+    worst = []
+    for qi in worst_queries(ranks, n_worst):
+        qid = result.test.query_ids[qi]
+        target = result.test.gallery_ids[int(result.test.target_index[qi])]
+        top1 = result.test.gallery_ids[int(order[qi, 0])]
+        sent = queries[qid][0] if queries.get(qid) else ""
+        row: dict[str, Any] = {"index": qi, "query": qid, "rank": int(ranks[qi]) + 1,
+                               "sentence": textwrap.shorten(sent, 90), "target": target, "top1": top1}
+        if truth:
+            row.update(target_truth=describe(target), top1_truth=describe(top1))
+        worst.append(row)
+    out["worst"] = worst
+    return out
 
 
 def read_train_metrics(runs_dir: str | os.PathLike[str] | None, folders: Mapping[str, str]
@@ -307,17 +485,23 @@ def build_report(result: EnsembleResult, report_dir: str | os.PathLike[str],
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "n_queries": rec["n_queries"], "n_tracks": rec["n_tracks"],
         "n_val_queries": rec["n_val_queries"], "submitted_variant": result.submitted_variant,
         "submission": str(result.submission_path), "table": table_rows(result, train_metrics),
-        "variants": list(result.variant_metrics), "checks": checks(result),
+        "variants": list(result.variant_metrics),
         "weights": {"members": result.members, "variants": list(result.weights),
                     "values": result.weights},
         "rerank": result.rerank, "train": train_metrics, "configs": result.config_metrics,
         "ensemble": result.variant_metrics, "random": result.random, "figures": {},
     }
+    summary["oracles"] = oracle_rows(result, data_root, seed)
     layout = Layout.of(data_root) if data_root is not None else None
+    kinds = None
     if layout is not None and layout.test_queries.exists() and result.test.target_index is not None:
         queries = load_queries(layout.test_queries)
         kinds = query_kinds(parse_all([queries[q] for q in result.test.query_ids], parser))
         summary["query_kinds"] = kind_breakdown(result, kinds, [*names, *result.variant_metrics])
+    summary["paired_tests"] = paired_tests(result, kinds, seed)
+    summary["checks"] = checks(result)
+    if layout is not None and layout.test_queries.exists() and result.test.target_index is not None:
+        summary["failures"] = failures(result, layout)
         if figures:
             hist_names = [*(["published"] if "published" in result.test_ranks else []),
                           *(v for v in ("fitted+rerank",) if v in result.test_ranks)]
@@ -330,6 +514,16 @@ def build_report(result: EnsembleResult, report_dir: str | os.PathLike[str],
             retrieval_gallery(result, result.submitted_variant, layout, out / "retrieval_gallery.png", queries,
                               tracks, seed=seed)
             summary["figures"]["retrieval gallery"] = "retrieval_gallery.png"
+            conf = summary["failures"].get("confusions")
+            if conf:
+                confusion_figure(conf, out / "attribute_confusions.png")
+                summary["figures"]["attribute read-out confusions"] = "attribute_confusions.png"
+            picks = [w["index"] for w in summary["failures"]["worst"]]
+            retrieval_gallery(result, result.submitted_variant, layout, out / "worst_queries.png", queries, tracks,
+                              picks=picks, title=f"The {len(picks)} worst queries of "
+                              f"{variant_label(result.submitted_variant)}: their top 5 (middle crop above the path), "
+                              "the true track framed green after them")
+            summary["figures"]["worst queries"] = "worst_queries.png"
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", render_markdown(summary))
     return summary

@@ -153,26 +153,29 @@ def _fit_attribute_classifiers(embed_dirs: Sequence[Path], members: Sequence[Mem
     return clf, info
 
 
-def _synthetic_accuracy(preds: AttributePredictions, gallery_ids: Sequence[str], data_root: Path
-                        ) -> dict[str, float]:
-    """Agreement of the predicted track attributes with the synthetic generator's truth (when it exists)."""
+def _synthetic_readout(preds: AttributePredictions, gallery_ids: Sequence[str], data_root: Path
+                       ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """Agreement of the predicted track attributes with the synthetic generator's truth (when it exists): the
+    accuracy per attribute and its truth x prediction confusion (:func:`lib.ensemble.failures.confusion`)."""
     path = data_root / "synthetic-labels.json"
     if not path.exists():
-        return {}
+        return {}, {}
+    from lib.ensemble.failures import confusion
     from lib.text.attributes import expected_manoeuvre
 
     truth = read_json(path)
-    out = {}
+    acc, conf = {}, {}
     for attr in ("colour", "type", "manoeuvre"):
         if attr not in preds.probs:
             continue
         pred = preds.argmax(attr)
         conv = expected_manoeuvre if attr == "manoeuvre" else str
-        pairs = [(p, conv(str(truth[g][attr])).lower()) for p, g in zip(pred, gallery_ids)
+        pairs = [(p.lower(), conv(str(truth[g][attr])).lower()) for p, g in zip(pred, gallery_ids)
                  if g in truth and attr in truth[g]]
         if pairs:
-            out[attr] = float(np.mean([p.lower() == t for p, t in pairs]))
-    return out
+            acc[attr] = float(np.mean([p == t for p, t in pairs]))
+            conf[attr] = confusion([t for _, t in pairs], [p for p, _ in pairs])
+    return acc, conf
 
 
 def run_ensemble(embed_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
@@ -246,7 +249,8 @@ def run_ensemble(embed_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os
         test_q = parse_all([queries[q] for q in test.query_ids], parser)
         test_pred = clf.predict(classifier_features(_aligned_gallery(members, test.gallery_ids, "test")))
         test_rr = (test_q, test_pred)
-        info["synthetic_accuracy_test"] = _synthetic_accuracy(test_pred, test.gallery_ids, root)
+        info["synthetic_accuracy_test"], info["confusions_test"] = _synthetic_readout(test_pred, test.gallery_ids,
+                                                                                      root)
         info["queries_stating"] = {a: float(np.mean([bool(q.query_values(a)) for q in test_q]))
                                    for a in ("colour", "type", "manoeuvre")}
         if val is not None:

@@ -66,7 +66,7 @@ PRESETS: dict[str, Settings] = {
         track_len_median=24.0,
     ),
     "default": Settings(
-        preset="default", width=640, height=360, n_train=440, n_test=120,
+        preset="default", width=640, height=360, n_train=440, n_test=300,
         scenarios=(ScenarioSpec("S01", "cross", _c(1, 3), "train", "train"),
                    ScenarioSpec("S02", "cross_wide", _c(6, 8), "validation", "test"),
                    ScenarioSpec("S03", "tee", _c(10, 12), "train", "mixed"),

@@ -62,5 +62,25 @@ def test_build_report_writes_summary_and_figures(tmp_path) -> None:
     assert "| p1_a | configuration | 4.00 | 0.5000 |" in md
     assert "MRR per query kind" in md and "rank_histogram.png" in md and "retrieval_gallery.png" in md
     assert s["git_commit"] in md
-    for fig in ("rank_histogram.png", "retrieval_gallery.png"):
+    for fig in ("rank_histogram.png", "retrieval_gallery.png", "attribute_confusions.png", "worst_queries.png"):
         assert (out / fig).stat().st_size > 5000
+    # intervals on every scored row, contained around their value; oracle rows; paired tests; failures
+    for r in s["table"]:
+        if r["kind"] in ("configuration", "ablation", "ensemble"):
+            for m in report.TABLE_METRICS:
+                lo, hi = r["ci95"][m]
+                assert lo <= r[m] <= hi
+    assert [r["name"] for r in s["oracles"]] == ["oracle: true colour + type + manoeuvre", "oracle: true colour + type"]
+    full, ct = s["oracles"]
+    assert ct["mrr"] <= full["mrr"] <= 1.0 and full["recall_10"] >= full["recall_1"]
+    assert "oracle: true colour + type + manoeuvre | oracle" in md and "[95 % CI]" in md
+    labels = [t["label"] for t in s["paired_tests"]]
+    assert "ensemble, published weights vs best single model" in labels
+    assert {"p_a_better", "diff_ci", "significant"} <= set(s["paired_tests"][0])
+    assert "## Paired tests" in md and "p = " in md
+    f = s["failures"]
+    assert len(f["worst"]) == 10 and f["worst"][0]["rank"] >= f["worst"][-1]["rank"]
+    assert f["worst"][0]["target_truth"] and set(f["confusions"]) == {"colour", "type", "manoeuvre"}
+    conf = f["confusions"]["type"]
+    assert sum(map(sum, conf["counts"])) == len(w["query_ids"])  # every test track read once
+    assert "## Where the models fail" in md and "worst test queries" in md
