@@ -266,4 +266,9 @@ class BaseTrainCfg:
     cannot train on one sample)."""
     workers: int | None = None
     """DataLoader worker processes (None: from the context / CLI)."""
+    colour_groups: int = 0
+    """0 (published): batches are random runs of the pass's permutation. k > 0: a pass is cut into runs of k tracks
+    whose sentences name the same main colour (``lib.text.attributes.parse_track``, no other label), shuffled, so the
+    in-batch negatives share colours and the loss must separate them by type and manoeuvre; every track is still
+    seen once a pass (``lib.train.sampler.grouped_order``). Not in the original: a CPU-recipe option."""
     grad_clip: float | None = None

@@ -54,6 +54,17 @@ def _config_fingerprint(cfg: RunConfig, data_key: str | None = None) -> str:
     return json.dumps(d, sort_keys=True)
 
 
+def colour_groups(ctx: TrainContext, train_ids: list[str], n_samples: int) -> list[int]:
+    """Sample ``i`` (track ``train_ids[i % n]``, as both families index) -> the index of the main colour its
+    sentences name (``lib.text.attributes.parse_track``; no colour named is a group of its own)."""
+    from lib.text.attributes import parse_track
+
+    tracks = ctx.train_tracks
+    colour = {u: parse_track(tracks[u].get("nl") or []).colour or "" for u in train_ids}
+    names = sorted(set(colour.values()))
+    return [names.index(colour[train_ids[i % len(train_ids)]]) for i in range(n_samples)]
+
+
 def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.PathLike[str],
           out_dir: str | os.PathLike[str], max_steps: int | None = None, workers: int | None = None,
           device: str | torch.device | None = None, log: Callable[[str], None] = print,
@@ -175,8 +186,10 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     selector = ckpt.CheckpointRule(rule, spe, val_every, tcfg.lowest_loss_save_every)
     if state is not None and "selector" in state:
         selector.load_state_dict(state["selector"])
+    groups = colour_groups(ctx, train_ids, len(dataset)) if tcfg.colour_groups else None
     sampler = StepBatchSampler(len(dataset), tcfg.batch_size, tcfg.seed, start_step, total, info.rank,
-                               info.world_size, drop_last=tcfg.drop_last)
+                               info.world_size, drop_last=tcfg.drop_last, groups=groups,
+                               group_size=tcfg.colour_groups)
     n_workers = ctx.workers
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=fam.collate, num_workers=n_workers,
