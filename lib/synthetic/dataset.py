@@ -305,7 +305,8 @@ def _write(tmp: Path, settings: Settings, seed: int, specs: list[TrackSpec], uui
 
 
 def dataset_matches(root: str | os.PathLike[str], preset: str, seed: int, **overrides: Any) -> bool:
-    """Whether ``root`` holds a complete dataset generated with this preset, seed and overrides."""
+    """Whether ``root`` holds a complete dataset generated with this preset, seed and overrides, and with the
+    settings the preset resolves to now (``dataset.json`` ``settings``)."""
     path = Path(root) / "dataset.json"
     if not path.exists():
         return False
@@ -314,9 +315,13 @@ def dataset_matches(root: str | os.PathLike[str], preset: str, seed: int, **over
     except ValueError:
         return False
     want = _jsonable({k: v for k, v in sorted(overrides.items()) if k != "workers"})
+    try:  # the preset's resolved settings too: an edited preset (say, more test tracks) is another dataset
+        settings = _jsonable({k: v for k, v in resolve(preset, **overrides).to_json().items() if k != "workers"})
+    except (ValueError, TypeError):
+        return False
     return (info.get("generator") == "lib.synthetic" and info.get("version") == GENERATOR_VERSION
             and info.get("preset") == preset and info.get("seed") == int(seed) and not info.get("controlled")
-            and info.get("overrides") == want)
+            and info.get("overrides") == want and _jsonable(info.get("settings")) == settings)
 
 
 def ensure_dataset(preset: str = "tiny", seed: int = 0, out: str | os.PathLike[str] | None = None,

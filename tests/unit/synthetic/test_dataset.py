@@ -326,6 +326,16 @@ def test_existing_output_is_protected_and_reused(tiny: Path, tmp_path: Path) -> 
     assert rep["reused"] is True and rep["counts"]["train_tracks"] == 60
 
 
+def test_an_edited_preset_is_not_reused(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from lib.synthetic import presets
+
+    assert gen_mod.dataset_matches(tiny, "tiny", 3)
+    monkeypatch.setitem(presets.PRESETS, "tiny", dataclasses.replace(presets.PRESETS["tiny"], n_test=25))
+    assert not gen_mod.dataset_matches(tiny, "tiny", 3)  # same name and seed, other settings: stale
+
+
 def test_mjpeg_avi_writer_roundtrip(tmp_path: Path) -> None:
     from lib.synthetic.avi import MjpegAviWriter
 
