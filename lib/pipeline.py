@@ -47,6 +47,14 @@ DATASET_KEYS = ("preset", "seed", "data_root", "name")
 # itself): matplotlib's inline backend, so each figure is stored in the executed notebook as an image/png output,
 # and the headless flag (lib.progress): text progress bars that keep their final state, no widgets.
 KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", HEADLESS_ENV: "1"}
+# CPU kernel paths (README "Same numbers on another machine", benchmarks/cpu_kernels.py): `native` leaves PyTorch, MKL
+# and oneDNN to pick the machine's best code and the core count; `portable` pins the AVX2 code of all three and two
+# threads, the path any x86-64 machine with AVX2 can take (the README's numbers are `native` on an AVX-512 machine).
+KERNEL_PATHS: dict[str, dict[str, str]] = {
+    "native": {},
+    "portable": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                 "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"},
+}
 
 
 class PipelineError(RuntimeError):
@@ -246,8 +254,11 @@ def data_fingerprint(step: str, data_root: Path, real: bool = True) -> str:
     return h.hexdigest()
 
 
-def _fingerprint(task: Task, notebook: Path, code: str, upstream: Mapping[str, str]) -> str:
+def _fingerprint(task: Task, notebook: Path, code: str, upstream: Mapping[str, str], kernels: str = "native"
+                 ) -> str:
     h = hashlib.sha256()
+    if kernels != "native":  # another CPU kernel path computes other numbers: its results are not these
+        h.update(f"kernels:{kernels}\n".encode())
     h.update(data_fingerprint(task.step, Path(task.params["data_root"]), bool(task.params.get("real_data", True)))
              .encode())
     h.update(notebook.read_bytes())
@@ -275,10 +286,12 @@ def _format_error(exc: Exception) -> str:
 
 
 @contextlib.contextmanager
-def kernel_environment() -> Iterator[None]:
-    """``os.environ`` with :data:`KERNEL_ENV` while kernels start (they inherit it); restored afterwards."""
-    saved = {k: os.environ.get(k) for k in KERNEL_ENV}
-    os.environ.update(KERNEL_ENV)
+def kernel_environment(kernels: str = "native") -> Iterator[None]:
+    """``os.environ`` with :data:`KERNEL_ENV` and the CPU kernel path ``kernels`` (:data:`KERNEL_PATHS`) while
+    kernels start (they inherit it); restored afterwards."""
+    env = {**KERNEL_ENV, **KERNEL_PATHS[kernels]}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         yield
     finally:
@@ -302,8 +315,8 @@ def kernel_config() -> Any:
 
 
 def run(profile_name: str, force: bool = False, from_step: str | None = None, configs: Sequence[str] | None = None,
-        dry_run: bool = False, notebooks_dir: Path = NOTEBOOKS, kernel: str = "python3", preflight: bool = True
-        ) -> dict[str, Any]:
+        dry_run: bool = False, notebooks_dir: Path = NOTEBOOKS, kernel: str = "python3", preflight: bool = True,
+        kernels: str = "native") -> dict[str, Any]:
     """Run (or skip) every task of a profile; return the timing record also written to ``pipeline.json``.
     First the pre-flight (:mod:`lib.preflight`, unless ``preflight=False``): weights, text encoders, data files,
     split size and disk, every problem in one list before any notebook runs."""
@@ -311,6 +324,8 @@ def run(profile_name: str, force: bool = False, from_step: str | None = None, co
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     # Kernels start in notebooks/; make `lib` importable there even without the editable install.
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    if kernels not in KERNEL_PATHS:
+        raise ConfigError(f"--kernels: unknown CPU kernel path {kernels!r}; known: {', '.join(KERNEL_PATHS)}")
     if from_step is not None and from_step not in STEPS:
         raise ConfigError(f"--from: unknown step {from_step!r}; steps: {', '.join(STEPS)}")
     profile = load_profile(profile_name)
@@ -321,12 +336,13 @@ def run(profile_name: str, force: bool = False, from_step: str | None = None, co
     code = _code_fingerprint()
     commit = git_commit()
     fingerprints: dict[str, str] = {}
-    record: dict[str, Any] = {"profile": profile.name, "git_commit": commit, "tasks": []}
+    record: dict[str, Any] = {"profile": profile.name, "git_commit": commit, "kernels": kernels,
+                              "kernel_env": KERNEL_PATHS[kernels], "tasks": []}
     start_all = time.perf_counter()
     print(f"profile {profile.name}: {len(tasks)} tasks -> {run_dir}", flush=True)
     for i, task in enumerate(tasks, 1):
         nb_in = notebooks_dir / f"{task.step}.ipynb"
-        fp = _fingerprint(task, nb_in, code, fingerprints)
+        fp = _fingerprint(task, nb_in, code, fingerprints, kernels)
         fingerprints[task.key] = fp
         state_path = run_dir / "state" / f"{task.key}.json"
         metrics_path = Path(task.params["metrics_path"])
@@ -354,7 +370,7 @@ def run(profile_name: str, force: bool = False, from_step: str | None = None, co
 
             # a forced task recomputes its caches too (frames, motion maps, crop caches, embeddings, training state)
             os.environ[FORCE_ENV] = "1" if forced else "0"
-            with kernel_environment():
+            with kernel_environment(kernels):
                 pm.execute_notebook(str(nb_in), str(nb_out), parameters=params, kernel_name=kernel,
                                     cwd=str(notebooks_dir), progress_bar=False, log_output=False,
                                     config=kernel_config())
@@ -390,13 +406,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", help="comma-separated subset of the profile's configurations")
     ap.add_argument("--dry-run", action="store_true", help="validate and show what would run")
     ap.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of the numbered notebooks")
+    ap.add_argument("--kernels", choices=tuple(KERNEL_PATHS), default="native",
+                    help="CPU kernel path of the notebooks: native (the machine's best) or portable (AVX2, 2 threads)")
     ap.add_argument("--no-preflight", action="store_true",
                     help="skip the pre-flight check of weights, text encoders, data files, split size and disk")
     args = ap.parse_args(argv)
     try:
         run(args.profile, force=args.force, from_step=args.from_step,
             configs=args.configs.split(",") if args.configs else None, dry_run=args.dry_run,
-            notebooks_dir=args.notebooks, preflight=not args.no_preflight)
+            notebooks_dir=args.notebooks, preflight=not args.no_preflight, kernels=args.kernels)
     except PreflightError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -146,3 +146,20 @@ def test_cli_reports_config_errors(setup: dict, capsys: pytest.CaptureFixture[st
     setup["prof"].write_text("dataset: {preset: tiny}\nconfigs: []\nnotebooks: {04_train: {max_step: 1}}\n")
     rc = pipeline.main(["--profile", str(setup["prof"]), "--dry-run", "--notebooks", str(setup["nbs"])])
     assert rc == 2 and "'max_step'" in capsys.readouterr().err
+
+
+def test_kernel_paths_reach_the_kernels_and_key_the_results(setup: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    with pipeline.kernel_environment("portable"):
+        assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2" and os.environ["MKL_CBWR"] == "AVX2"
+        assert os.environ["OMP_NUM_THREADS"] == "2"
+    assert "ATEN_CPU_CAPABILITY" not in os.environ
+    run = lambda **kw: pipeline.run(str(setup["prof"]), notebooks_dir=setup["nbs"], **kw)  # noqa: E731
+    first = run()
+    assert first["kernels"] == "native"
+    assert set(_statuses(run(kernels="portable")).values()) == {"ran"}  # other kernels: other numbers, re-run
+    assert set(_statuses(run(kernels="portable")).values()) == {"skipped"}
+    with pytest.raises(ConfigError, match="--kernels"):
+        run(kernels="fast")
