@@ -157,12 +157,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from lib.io import write_json
+    from lib.io import git_commit, machine_info, write_json
 
     settings = args.settings.split(",")
     configs = [c for c in args.configs.split(",") if c]
     tmp = Path(tempfile.mkdtemp(prefix="cpu_kernels_"))
-    result: dict[str, Any] = {"steps": args.steps, "settings": {}, "configs": configs}
+    result: dict[str, Any] = {"steps": args.steps, "settings": {}, "configs": configs, "git_commit": git_commit(),
+                              "machine": machine_info()}
     base_env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR",
                                                                  "ONEDNN_MAX_CPU_ISA")}
     me = [sys.executable, "-m", "benchmarks.cpu_kernels"]
