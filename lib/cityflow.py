@@ -88,6 +88,16 @@ def query_sentences(value: Any, where: str, other_views: bool = False) -> list[s
     return list(nl) + (list(extra) if other_views else [])
 
 
+def with_other_views(tracks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A copy of ``tracks`` whose ``nl`` also holds each track's ``nl_other_views`` (2022 release: sentences written
+    from other cameras' views), after its own; tracks without them are unchanged."""
+    out = {}
+    for uid, tr in tracks.items():
+        extra = tr.get("nl_other_views") or []
+        out[uid] = {**tr, "nl": [*(tr.get("nl") or []), *extra]} if extra else tr
+    return out
+
+
 def load_queries(path: str | os.PathLike[str], other_views: bool = False) -> dict[str, list[str]]:
     """``{query_uuid: [sentences]}`` from ``test-queries.json`` of either release (see :func:`query_sentences`)."""
     data = read_json(path)

@@ -266,6 +266,11 @@ class BaseTrainCfg:
     cannot train on one sample)."""
     workers: int | None = None
     """DataLoader worker processes (None: from the context / CLI)."""
+    nl_other_views: bool = False
+    """False (published: the 2021 release has none): training sentences are each track's ``nl``. True: the 2022
+    release's ``nl_other_views`` are appended to them for the training samples (``lib.cityflow.with_other_views``;
+    validation keeps ``nl``). Part One samples among the first ``data.sentences_sampled`` sentences of the plain
+    text, so raise that to reach them; Part Two draws from all of a track's sentences."""
     colour_groups: int = 0
     """0 (published): batches are random runs of the pass's permutation. k > 0: a pass is cut into runs of k tracks
     whose sentences name the same main colour (``lib.text.attributes.parse_track``, no other label), shuffled, so the

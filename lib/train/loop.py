@@ -54,6 +54,20 @@ def _config_fingerprint(cfg: RunConfig, data_key: str | None = None) -> str:
     return json.dumps(d, sort_keys=True)
 
 
+def training_context(ctx: TrainContext, other_views: bool) -> TrainContext:
+    """``ctx`` itself, or (``train.nl_other_views``) a copy whose training tracks' ``nl`` include their other views'
+    sentences (the validation queries keep reading ``ctx``)."""
+    if not other_views:
+        return ctx
+    import dataclasses
+
+    from lib.cityflow import with_other_views
+
+    out = dataclasses.replace(ctx)
+    out.__dict__["train_tracks"] = with_other_views(ctx.train_tracks)  # the cached_property's slot
+    return out
+
+
 def colour_groups(ctx: TrainContext, train_ids: list[str], n_samples: int) -> list[int]:
     """Sample ``i`` (track ``train_ids[i % n]``, as both families index) -> the index of the main colour its
     sentences name (``lib.text.attributes.parse_track``; no colour named is a group of its own)."""
@@ -115,7 +129,7 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
     prep_info = fam.prepare(cfg, ctx, list(dict.fromkeys(train_ids + val_ids))) if info.is_main else {}
     D.barrier()
     prepare_s = time.perf_counter() - t0
-    dataset = fam.train_dataset(cfg, ctx, train_ids)
+    dataset = fam.train_dataset(cfg, training_context(ctx, tcfg.nl_other_views), train_ids)
     model_kwargs = dict(getattr(dataset, "model_kwargs", {}))
     spe = steps_per_epoch(len(dataset), tcfg.batch_size, tcfg.drop_last)
     total = max_steps if max_steps is not None else fam.total_steps(cfg, spe)

@@ -214,3 +214,12 @@ def test_real_annotations_validate() -> None:
     assert rep.counts["test_tracks"] == 530 and rep.counts["queries"] == 530 and rep.counts["train_tracks"] == 100
     # no videos there: the inside-frame check is skipped per camera, and counted
     assert rep.warning_counts["frame_size_unknown"] == rep.counts["cameras"]
+
+
+def test_with_other_views_appends_them_after_nl() -> None:
+    from lib.cityflow import with_other_views
+
+    tracks = {"a": {"nl": ["x"], "nl_other_views": ["y", "z"]}, "b": {"nl": ["w"]}}
+    out = with_other_views(tracks)
+    assert out["a"]["nl"] == ["x", "y", "z"] and out["b"] is tracks["b"]
+    assert tracks["a"]["nl"] == ["x"]  # the input is not changed

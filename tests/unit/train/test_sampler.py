@@ -39,3 +39,20 @@ def test_no_groups_is_the_published_order() -> None:
     keys = global_batch_keys(30, 6, 3, 7)
     perm = np.random.default_rng([3, 1]).permutation(30)
     assert [k.index for k in keys] == perm[12:18].tolist()
+
+
+def test_training_context_adds_other_views_for_training_only(tmp_path) -> None:
+    import json
+
+    import torch
+
+    from lib.families.base import TrainContext
+    from lib.train.loop import training_context
+
+    (tmp_path / "train-tracks.json").write_text(json.dumps(
+        {"a": {"frames": [], "boxes": [], "nl": ["a red car"], "nl_other_views": ["a red sedan"]}}))
+    ctx = TrainContext(data_root=tmp_path, prep_dir=tmp_path, device=torch.device("cpu"))
+    assert training_context(ctx, False) is ctx
+    train_ctx = training_context(ctx, True)
+    assert train_ctx.train_tracks["a"]["nl"] == ["a red car", "a red sedan"]
+    assert ctx.train_tracks["a"]["nl"] == ["a red car"]  # validation reads the original
