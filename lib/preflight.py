@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lib.cityflow import camera_of
 from lib.errors import MissingInputError
 from lib.families import load_config
 from lib.families.backbones import MissingWeightsError, resolve_weights_file
@@ -103,11 +104,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _camera_of(frame: Any) -> str | None:
-    parts = Path(str(frame)).parts
-    return str(Path(*parts[:parts.index("img1")])) if "img1" in parts else None
-
-
 def check_data(data_root: Path, n_val: int | None) -> tuple[list[Need], dict[str, Any]]:
     """Files, referenced cameras and the split size of a real dataset folder; returns the needs and what it
     counted (tracks, boxes, cameras, video bytes still to extract) for the disk estimate."""
@@ -132,8 +128,8 @@ def check_data(data_root: Path, n_val: int | None) -> tuple[list[Need], dict[str
         counts["tracks"] += 1
         frames = tr.get("frames") or []
         counts["boxes"] += len(frames)
-        if frames and (cam := _camera_of(frames[0])) is not None:
-            cameras.setdefault(cam, key.split(":", 1)[1])
+        if frames:  # a malformed frame path is the validator's (00_data) to name
+            cameras.setdefault(camera_of(str(frames[0])), key.split(":", 1)[1])
     for cam, example in sorted(cameras.items()):
         cam_dir = data_root / cam
         video = cam_dir / "vdo.avi"

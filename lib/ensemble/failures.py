@@ -44,7 +44,7 @@ def confusion_figure(confusions: Mapping[str, Mapping[str, Any]], path: str | os
     from matplotlib.figure import Figure
 
     attrs = list(confusions)
-    fig = Figure(figsize=(4.6 * len(attrs), 4.6))
+    fig = Figure(figsize=(4.6 * len(attrs), 5.0))
     axes = np.atleast_1d(fig.subplots(1, len(attrs)))
     for ax, attr in zip(axes, attrs):
         counts = np.asarray(confusions[attr]["counts"], dtype=np.float64)
@@ -63,7 +63,7 @@ def confusion_figure(confusions: Mapping[str, Mapping[str, Any]], path: str | os
         ax.set_xlabel("read from the embeddings", fontsize=9)
         ax.set_ylabel("true (generator)", fontsize=9)
     fig.suptitle("Attribute read-out on the test tracks (counts; colour = share of the true row)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.tight_layout(rect=(0, 0.07, 1, 0.94))  # room for the rotated labels and the axis title below
     return save_figure(fig, path, dpi=100)
 
 
