@@ -26,6 +26,7 @@ venv: $(STAMP)
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]} (set PYTHON=python3.11)"'
 	@echo ">> building $(VENV) from pinned requirements (first time: a few minutes, about 7 GB)"
+	@$(PYTHON) -c 'import shutil, sys, tempfile; need = 10; free = {d: shutil.disk_usage(d).free / 2**30 for d in (".", tempfile.gettempdir())}; low = {d: f for d, f in free.items() if f < need}; sys.exit(f"not enough disk to build $(VENV): " + ", ".join(f"{d} has {f:.1f} GiB free" for d, f in low.items()) + f" (the install needs about {need} GiB: 7 GiB of packages plus the downloaded wheels)") if low else None'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt

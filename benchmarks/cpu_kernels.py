@@ -155,13 +155,17 @@ def main(argv: list[str] | None = None) -> int:
         worker_train(args.config, args.steps, Path(args.dest))
         return 0
 
+    settings = args.settings.split(",")
+    configs = [c for c in args.configs.split(",") if c]
+    with tempfile.TemporaryDirectory(prefix="cpu_kernels_") as d:  # trained states: GBs, never left behind
+        return _compare(args, settings, configs, Path(d))
+
+
+def _compare(args: argparse.Namespace, settings: list[str], configs: list[str], tmp: Path) -> int:
     import numpy as np
 
     from lib.io import git_commit, machine_info, write_json
 
-    settings = args.settings.split(",")
-    configs = [c for c in args.configs.split(",") if c]
-    tmp = Path(tempfile.mkdtemp(prefix="cpu_kernels_"))
     result: dict[str, Any] = {"steps": args.steps, "settings": {}, "configs": configs, "git_commit": git_commit(),
                               "machine": machine_info()}
     base_env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR",
