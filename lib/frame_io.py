@@ -9,11 +9,18 @@ Two decoders, because the published pipelines used two and their pixels differ b
 or without ``./``): the extracted JPEG when present, else frame ``k`` of the camera's ``vdo.avi`` (``lib.frames``
 extracts frame k of the video to ``img1/%06d.jpg`` k, so the pixels agree), in RGB or BGR. A frame that neither
 source has is an error naming the track, the frame and both paths.
+
+Decoding less (opt-in; the published full-resolution decode stays the default of every caller):
+:func:`decode_reduced` decodes a JPEG at 1/2, 1/4 or 1/8 of its size with libjpeg's DCT scaling (OpenCV's
+``IMREAD_REDUCED_COLOR_r``: the reduced pixel ``i`` covers the full-size pixels ``[i*r, (i+1)*r)``, so boxes scale
+by ``1/r``, :func:`scale_box`); :func:`reduction_for` picks the largest factor that still leaves a crop at least the
+pixel size it is resized to.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +30,7 @@ from PIL import Image
 from lib.cityflow import camera_of, frame_index
 
 Color = Literal["rgb", "bgr"]
+REDUCTIONS: tuple[int, ...] = (1, 2, 4, 8)  # the scales libjpeg decodes at through OpenCV
 
 
 def load_rgb(path: str | os.PathLike[str], what: str = "") -> Image.Image:
@@ -94,4 +102,62 @@ def read_frame(root: str | os.PathLike[str], frame_rel: str, track: str = "?", c
         if img is None:
             raise FileNotFoundError(f"track {track}: frame {frame_rel} not readable from {path} or frame "
                                     f"{frame_index(frame_rel)} of {video}")
+    return np.ascontiguousarray(img[:, :, ::-1]) if color == "rgb" else img
+
+
+def _reduced_flag(r: int) -> int:
+    import cv2
+
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+             8: cv2.IMREAD_REDUCED_COLOR_8}
+    if r not in flags:
+        raise ValueError(f"reduction {r!r}: must be one of {REDUCTIONS}")
+    return flags[r] | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def reduced_size(width: int, height: int, r: int) -> tuple[int, int]:
+    """Size ``(w, h)`` of a ``width x height`` JPEG decoded at ``1/r``: libjpeg rounds up (``ceil(w / r)``)."""
+    return -(-int(width) // r), -(-int(height) // r)
+
+
+def reduction_for(src_w: int, src_h: int, box_w: float, box_h: float, out_w: int, out_h: int) -> int:
+    """Largest ``r`` in :data:`REDUCTIONS` at which a crop of ``box_w x box_h`` full-size pixels of a
+    ``src_w x src_h`` frame, resized to ``out_w x out_h``, still has at least the output's pixels: ``box_w / r >=
+    out_w`` and ``box_h / r >= out_h`` (the resize still shrinks, or keeps, the crop). 1 when no reduction fits; the
+    reduced frame keeps at least one pixel each way."""
+    if min(src_w, src_h) <= 0 or min(out_w, out_h) <= 0:
+        raise ValueError(f"reduction_for: frame {src_w}x{src_h} and output {out_w}x{out_h} must be positive")
+    best = 1
+    for r in REDUCTIONS:
+        if box_w / r >= out_w and box_h / r >= out_h and r <= min(src_w, src_h):
+            best = r
+    return best
+
+
+def scale_box(box: Sequence[float], r: int) -> tuple[float, ...]:
+    """``box`` (any coordinates in full-size pixels: ``x, y, w, h`` or ``x0, y0, x1, y1``) in the pixels of the
+    frame decoded at ``1/r``."""
+    return tuple(float(v) / r for v in box)
+
+
+def decode_reduced(src: str | os.PathLike[str] | bytes | bytearray | memoryview, r: int = 1, color: Color = "rgb",
+                   what: str = "frame") -> np.ndarray:
+    """Decode a JPEG file (or its bytes) at ``1/r`` of its size (``r`` in :data:`REDUCTIONS`; 1 = full size) as uint8
+    ``[ceil(H / r), ceil(W / r), 3]`` in ``color`` order, with libjpeg's DCT scaling (OpenCV
+    ``IMREAD_REDUCED_COLOR_r``): a fraction of the full decode's work. EXIF orientation is ignored, as
+    :func:`load_rgb` does, so boxes stay in the stored pixel grid (scale them with :func:`scale_box`). Not the
+    published decode: an option for crops that are resized to far fewer pixels anyway."""
+    import cv2
+
+    flag = _reduced_flag(r)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        img = cv2.imdecode(np.frombuffer(src, np.uint8), flag)
+        name = f"{len(src)} bytes"
+    else:
+        name = str(src)
+        if not Path(src).is_file():
+            raise FileNotFoundError(f"{name}: {what} not found")
+        img = cv2.imread(name, flag)
+    if img is None:
+        raise OSError(f"{name}: {what} missing or not decodable (reduced decode 1/{r})")
     return np.ascontiguousarray(img[:, :, ::-1]) if color == "rgb" else img
