@@ -81,6 +81,16 @@ PRESETS: dict[str, Settings] = {
                    ScenarioSpec("S04", "road", _c(16, 20), "train", "train"),
                    ScenarioSpec("S05", "cross", _c(21, 28), "train", "train")),
     ),
+    # The real data's frame size and box sizes (1920x1080; boxes scale with the frame) on a few cameras: the input
+    # of the paper-shape benchmarks (benchmarks/bench_train_pipeline.py, benchmarks/gpu_check.sh). Throughput per
+    # sample needs real frame and box sizes, not every track.
+    "paper_shape": Settings(
+        preset="paper_shape", width=1920, height=1080, n_train=48, n_test=24,
+        scenarios=(ScenarioSpec("S01", "cross", _c(1, 2), "train", "train"),
+                   ScenarioSpec("S02", "cross_wide", _c(6, 6), "validation", "test"),
+                   ScenarioSpec("S03", "tee", _c(10, 10), "train", "mixed")),
+        max_track_frames=200, stop_wait_median=20.0, stop_wait_max=100,
+    ),
 }
 
 

@@ -83,5 +83,5 @@ def tiny_overrides(**train: object) -> dict:
     return {"model": {"backbone": "test_efficientnet", "backbone_weights": None, "image_size": 32,
                       "embed_dim": 32, "text_encoder": "all-MiniLM-L6-v2", "head_dropout": 0.0,
                       "static_padding_size": None},
-            "data": {"cache_crops": True, "cache_text": True},
+            "data": {"cache_crops": True, "crop_store": False, "cache_text": True},
             "train": t}

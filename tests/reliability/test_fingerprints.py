@@ -20,7 +20,7 @@ from lib.paths import PARAMS
 from tests.helpers.track_dataset import make_mini_dataset, tiny_overrides
 
 EFF = PARAMS / "motion_effb3_NOCLS_nlpaug_320.yaml"
-PLAIN = {**tiny_overrides(), "data": {"cache_crops": True, "text": "plain"}}
+PLAIN = {**tiny_overrides(), "data": {"cache_crops": True, "crop_store": False, "text": "plain"}}
 
 
 @pytest.fixture()

@@ -72,6 +72,12 @@ class DualStreamDataCfg:
     (cannot reproduce the dropout or the batch padding, docs/fidelity_switches.md)."""
     crop_cache_frames: int | None = None
     """At most this many evenly spaced frames per track in the crop cache (None: every frame)."""
+    crop_store: bool = False
+    """Train on crops cut once per frame and kept as JPEG in camera shards (PREP/cache/crop_store,
+    :mod:`lib.families.crop_store`) instead of decoding the full frame per sample (the original's way, false).
+    Same frame and sentence draws; pixels within JPEG tolerance of the direct crop (docs/fidelity_switches.md)."""
+    crop_store_quality: int = 95
+    """JPEG quality of the crop store (4:4:4 chroma); a shard whose worst crop falls under 30 dB PSNR is an error."""
     train_aug: dict[str, Any] = field(default_factory=dict)
     """Training-time text augmentation and left/right flip (lib.text.train_aug, not in the original): probabilities
     per sample p_synonym, p_swap, p_delete, p_spelling, p_flip (0 when not given), and word_p, max_words. Empty =
@@ -82,6 +88,10 @@ class DualStreamDataCfg:
             aug = train_aug_config(self.train_aug)
         except ValueError as e:
             raise ConfigError(f"data.train_aug: {e}") from None
+        if self.crop_store and self.cache_crops:
+            raise ConfigError("data.crop_store and data.cache_crops are two crop caches: set one of them to false")
+        if not 50 <= self.crop_store_quality <= 100:
+            raise ConfigError(f"data.crop_store_quality must be 50..100, got {self.crop_store_quality}")
         if aug.changes_words and self.cache_text:
             raise ConfigError("data.train_aug: p_synonym / p_swap / p_delete / p_spelling change the sentences, which "
                               "cached text features cannot follow: set data.cache_text: false")

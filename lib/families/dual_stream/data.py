@@ -24,6 +24,7 @@ import torch
 
 from lib.cityflow import Layout
 from lib.families.base import SampleKey
+from lib.families.crop_store import CropStore
 from lib.families.dual_stream.cache import CropCache, MotionCache
 from lib.families.images import load_crop, load_motion
 from lib.io import read_json
@@ -68,7 +69,8 @@ class PartOneDataset(torch.utils.data.Dataset):
                  tracks: dict[str, dict[str, Any]], sentences: list[list[str]], size: int, crop_area: float,
                  motion_variant: str | None, sentences_sampled: int = 3, text_feats: np.ndarray | None = None,
                  crop_cache: CropCache | None = None, motion_cache: MotionCache | None = None,
-                 train_aug: TextAugConfig | None = None, num_classes: int | None = None) -> None:
+                 train_aug: TextAugConfig | None = None, num_classes: int | None = None,
+                 crop_store: CropStore | None = None) -> None:
         self.layout, self.prep_dir = layout, Path(prep_dir)
         self.ids = list(track_ids)
         self.tracks = {u: tracks[u] for u in self.ids}
@@ -76,7 +78,9 @@ class PartOneDataset(torch.utils.data.Dataset):
         self.size, self.crop_area, self.motion_variant = size, crop_area, motion_variant
         self.k = sentences_sampled
         self.text_feats = text_feats  # [n, k, E_t] float32, or None (sentences go to the model)
-        self.crop_cache, self.motion_cache = crop_cache, motion_cache
+        self.crop_cache, self.motion_cache, self.crop_store = crop_cache, motion_cache, crop_store
+        if crop_cache is not None and crop_store is not None:
+            raise ValueError("PartOneDataset: pass a crop cache or a crop store, not both")
         # ID classes: labels are positions in track_ids; the classifier may be wider (published: the whole file)
         n_cls = len(self.ids) if num_classes is None else int(num_classes)
         if n_cls < len(self.ids):
@@ -114,6 +118,8 @@ class PartOneDataset(torch.utils.data.Dataset):
         if self.crop_cache is not None:
             row = self.crop_cache.frame_positions(len(tr["frames"])).index(frame)
             crop = np.array(self.crop_cache.load(uuid)[row])
+        elif self.crop_store is not None:  # every frame stored: the same draw as the per-sample path
+            crop = self.crop_store.read(uuid, frame)
         else:
             crop = load_crop(self.layout.frame_path(tr["frames"][frame]), tr["boxes"][frame], self.crop_area,
                              self.size, what=f"track {uuid}, frames[{frame}]")

@@ -22,6 +22,7 @@ import torch
 
 from lib.distributed import gather_with_grad, is_distributed, unwrap
 from lib.families.base import TrainContext, evenly_spaced, mean_sentence_similarity, register
+from lib.families.crop_store import CropStore
 from lib.families.dual_stream.cache import CropCache, MotionCache, build_caches
 from lib.families.dual_stream.config import (
     DualStreamDataCfg,
@@ -45,6 +46,12 @@ def _caches(cfg: Any, ctx: TrainContext) -> tuple[CropCache, MotionCache | None]
     motion = (MotionCache(ctx.cache_dir, ctx.prep_dir, cfg.data.motion_variant, size)
               if cfg.model.motion_stream else None)
     return crop, motion
+
+
+def crop_store(cfg: Any, ctx: TrainContext) -> CropStore:
+    """The configuration's crop store: expanded box (``data.crop_area``) resized to ``model.image_size``."""
+    c, s = cfg.data.crop_area, cfg.model.image_size
+    return CropStore(ctx.cache_dir, f"expand_c{c:.4f}_s{s}", expand_crop_fn(c, s), cfg.data.crop_store_quality)
 
 
 def _text_cache(cfg: Any, ctx: TrainContext) -> TextFeatureCache:
@@ -71,6 +78,14 @@ class DualStreamFamily:
             crop, motion = _caches(cfg, ctx)
             info.update(build_caches([c for c in (crop, motion) if c is not None], ctx.data_root, tracks,
                                      workers=ctx.workers, log=ctx.log, progress=ctx.show_progress))
+        if cfg.data.crop_store:
+            info.update(crop_store(cfg, ctx).build(ctx.data_root, tracks, workers=ctx.workers, log=ctx.log,
+                                                   progress=ctx.show_progress))
+            if cfg.model.motion_stream:  # the motion maps still come one JPEG per track: cache them at input size
+                motion = _caches(cfg, ctx)[1]
+                assert motion is not None
+                info.update(build_caches([motion], ctx.data_root, tracks, workers=ctx.workers, log=ctx.log,
+                                         progress=ctx.show_progress))
         if cfg.data.cache_text:
             import time
 
@@ -101,11 +116,20 @@ class DualStreamFamily:
                      and not all(c.is_complete(u, tracks[u]) for u in ids)]
             if stale:
                 raise RuntimeError(f"crop/motion cache incomplete in {stale}: call prepare() first")
+        store = None
+        if cfg.data.crop_store:
+            store = crop_store(cfg, ctx)
+            missing = store.missing({u: ctx.train_tracks[u] for u in ids})
+            if missing:
+                raise RuntimeError(f"crop store {store.folder} lacks {len(missing)} track(s) (first: {missing[0]}) "
+                                   f"or holds them for other boxes: call prepare() first")
+            if cfg.model.motion_stream:
+                motion_cache = _caches(cfg, ctx)[1]
         return PartOneDataset(ctx.data_root, ctx.prep_dir, ids, ctx.train_tracks, sentences,
                               size=cfg.model.image_size, crop_area=cfg.data.crop_area,
                               motion_variant=cfg.data.motion_variant if cfg.model.motion_stream else None,
                               sentences_sampled=k, text_feats=text_feats, crop_cache=crop_cache,
-                              motion_cache=motion_cache, train_aug=cfg.data.train_aug_cfg,
+                              motion_cache=motion_cache, crop_store=store, train_aug=cfg.data.train_aug_cfg,
                               num_classes=len(ctx.train_tracks) if cfg.model.id_classes == "train_file" else None)
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:

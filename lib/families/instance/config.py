@@ -50,12 +50,19 @@ class InstanceDataCfg:
     # per sample p_synonym, p_swap, p_delete, p_spelling, p_flip (0 when not given), and word_p, max_words.
     # Empty = off (every paper configuration). p_flip mirrors all nseg crops of the sample.
     train_aug: dict[str, Any] = field(default_factory=dict)
+    # Train on padded crops cut once per frame (at crop_size, bicubic, as the per-sample path makes them) and kept
+    # as JPEG in camera shards (PREP/cache/crop_store, lib.families.crop_store) instead of decoding the full frame
+    # per sample (the original's way, false). Same draws; pixels within JPEG tolerance (docs/fidelity_switches.md).
+    crop_store: bool = False
+    crop_store_quality: int = 95  # JPEG quality (4:4:4 chroma); a shard whose worst crop is under 30 dB is an error
 
     def __post_init__(self) -> None:
         try:
             train_aug_config(self.train_aug)
         except ValueError as e:
             raise ConfigError(f"data.train_aug: {e}") from None
+        if not 50 <= self.crop_store_quality <= 100:
+            raise ConfigError(f"data.crop_store_quality must be 50..100, got {self.crop_store_quality}")
 
     @property
     def train_aug_cfg(self) -> TextAugConfig:

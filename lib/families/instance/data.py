@@ -43,6 +43,7 @@ import torch
 from PIL import Image
 
 from lib.crops import pad_crop
+from lib.families.crop_store import CropStore
 from lib.frame_io import load_rgb
 from lib.text.train_aug import SampleAugment, TextAugConfig
 
@@ -245,6 +246,7 @@ class InstanceDataOptions:
     text_wrap: TextWrap = "literal_cls_sep"
     normalise_text: bool = True
     train_aug: TextAugConfig | None = None  # None (or all probabilities 0): no augmentation, as published
+    crop_store: CropStore | None = None  # crops at crop_size read from the store instead of cut from the frame
 
 
 class InstanceTrainDataset(torch.utils.data.Dataset):
@@ -283,8 +285,11 @@ class InstanceTrainDataset(torch.utils.data.Dataset):
         o = self.opts
         images = []
         for fi in segment_frame_indices(len(self.frames[t]), o.nseg, rng):
-            frame = np.asarray(load_rgb(Path(self.root) / self.frames[t][fi], what=FRAMES_HINT))  # PIL, as published
-            crop = crop_frame(frame, self.boxes[t][fi], o.pad, o.crop_size)
+            if o.crop_store is not None:  # the same crop, cut once when the store was built
+                crop = Image.fromarray(o.crop_store.read(self.clear.track_ids[t], fi))
+            else:
+                frame = np.asarray(load_rgb(Path(self.root) / self.frames[t][fi], what=FRAMES_HINT))  # PIL, published
+                crop = crop_frame(frame, self.boxes[t][fi], o.pad, o.crop_size)
             images.append(train_transform(crop, o.crop_size, rng, o.pad_pixels, o.erasing_p))
         sentence = rng.choice(self.clear.sentences[t])
         stack = torch.stack(images)

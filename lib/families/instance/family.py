@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from lib.distributed import gather_with_grad, is_distributed, unwrap
 from lib.families.base import TrainContext, register
+from lib.families.crop_store import CropStore
 from lib.families.gallery import embed_tracks, iter_crop_batches
 from lib.families.instance import data as D
 from lib.families.instance.config import InstanceDataCfg, InstanceEmbedCfg, InstanceModelCfg, InstanceTrainCfg
@@ -53,6 +54,12 @@ def lr_factor(step: int, steps_per_epoch: int, epochs: float, milestones: Sequen
     return gamma ** bisect.bisect_right(ms, epoch + (1 if one_epoch_early else 0))
 
 
+def crop_store(cfg: RunConfig, ctx: TrainContext) -> CropStore:
+    """The configuration's crop store: padded box (``data.pad``) resized bicubic to ``model.crop_size``."""
+    p, s = cfg.data.pad, cfg.model.crop_size
+    return CropStore(ctx.cache_dir, f"pad_p{p:.4f}_s{s}", D.gallery_crop_fn(p, s), cfg.data.crop_store_quality)
+
+
 class InstanceFamily:
     name = "instance"
     sections = {"model": InstanceModelCfg, "data": InstanceDataCfg, "train": InstanceTrainCfg,
@@ -64,8 +71,11 @@ class InstanceFamily:
         return build_instance_model(cfg, num_classes=num_classes)
 
     def prepare(self, cfg: RunConfig, ctx: TrainContext, track_ids: Sequence[str]) -> dict[str, Any]:
-        # Frames are decoded on the fly (one JPEG per crop): no cache to build.
-        return {}
+        # data.crop_store: every padded crop cut once into the crop store; otherwise frames are decoded per sample
+        if not cfg.data.crop_store:
+            return {}
+        return crop_store(cfg, ctx).build(ctx.data_root, {u: ctx.train_tracks[u] for u in track_ids},
+                                          workers=ctx.workers, log=ctx.log, progress=ctx.show_progress)
 
     def clear_tracks(self, cfg: RunConfig, ctx: TrainContext, track_ids: Sequence[str]) -> D.ClearTracks:
         return D.clear_instance_ids(ctx.train_tracks, list(track_ids), cfg.data.duplicate_unique_sentences,
@@ -74,9 +84,16 @@ class InstanceFamily:
     def train_dataset(self, cfg: RunConfig, ctx: TrainContext, track_ids: Sequence[str]) -> D.InstanceTrainDataset:
         clear = self.clear_tracks(cfg, ctx, track_ids)
         d, m = cfg.data, cfg.model
+        store = None
+        if d.crop_store:
+            store = crop_store(cfg, ctx)
+            missing = store.missing({u: ctx.train_tracks[u] for u in track_ids})
+            if missing:
+                raise RuntimeError(f"crop store {store.folder} lacks {len(missing)} track(s) (first: {missing[0]}) "
+                                   f"or holds them for other boxes: call prepare() first")
         opts = D.InstanceDataOptions(crop_size=m.crop_size, nseg=m.nseg, pad=d.pad, multi=d.multi,
                                      pad_pixels=d.pad_pixels, erasing_p=d.erasing_p, text_wrap=d.text_wrap,
-                                     normalise_text=d.normalise_text, train_aug=d.train_aug_cfg)
+                                     normalise_text=d.normalise_text, train_aug=d.train_aug_cfg, crop_store=store)
         ctx.log(f"instance ids: {len(track_ids)} train tracks, {clear.merged} merged by the clear rule, "
                 f"{clear.num_classes} classifier outputs")
         return D.InstanceTrainDataset(ctx.data_root.root, ctx.train_tracks, clear, opts)

@@ -19,6 +19,7 @@ from lib.prep import load_split
 from tests.helpers.track_dataset import make_mini_dataset, tiny_overrides  # noqa: E402
 
 CFG = "params/motion_SE_3CLS_nonlpaug_288.yaml"
+DECODE = {"cache_crops": False, "crop_store": False}  # frames decoded per sample (the original's way)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_samples_follow_the_published_rule_and_the_cache_changes_nothing(mini: t
                                                                          tmp_path: Path) -> None:
     fam = get_family("dual_stream")
     ids = load_split(mini[1])["train"]
-    plain = load_config(CFG, {**tiny_overrides(), "data": {"cache_crops": False, "cache_text": False}})
+    plain = load_config(CFG, {**tiny_overrides(), "data": {**DECODE, "cache_text": False}})
     cached = load_config(CFG, tiny_overrides())
     ctx = _ctx(mini, tmp_path / "cache")
     info = fam.prepare(cached, ctx, ids)
@@ -107,7 +108,7 @@ def test_gallery_embedding_cached_equals_decoded(mini: tuple[Path, Path], tmp_pa
     fam = get_family("dual_stream")
     split = load_split(mini[1])
     cfg = load_config(CFG, tiny_overrides())
-    nocache = load_config(CFG, {**tiny_overrides(), "data": {"cache_crops": False, "cache_text": True}})
+    nocache = load_config(CFG, {**tiny_overrides(), "data": {**DECODE, "cache_text": True}})
     ctx = _ctx(mini, tmp_path / "cache")
     fam.prepare(cfg, ctx, split["val"])
     torch.manual_seed(0)
@@ -179,7 +180,7 @@ def _aug_datasets(mini: tuple[Path, Path], tmp_path: Path, **data: object) -> tu
     fam = get_family("dual_stream")
     ids = load_split(mini[1])["train"]
     ctx = _ctx(mini, tmp_path / "cache")
-    base = {"cache_crops": False, "cache_text": False}
+    base = {**DECODE, "cache_text": False}
     off = fam.train_dataset(load_config(CFG, {**tiny_overrides(), "data": base}), ctx, ids)
     on = fam.train_dataset(load_config(CFG, {**tiny_overrides(), "data": {**base, **data}}), ctx, ids)
     return off, on, ids
@@ -225,9 +226,9 @@ def test_train_aug_flip_with_cached_text_only_flips_left_right_free_samples(mini
     fam = get_family("dual_stream")
     ids = load_split(mini[1])["train"]
     ctx = _ctx(mini, tmp_path / "cache")
-    off = fam.train_dataset(load_config(CFG, {**tiny_overrides(), "data": {"cache_crops": False, "cache_text": True}}),
+    off = fam.train_dataset(load_config(CFG, {**tiny_overrides(), "data": {**DECODE, "cache_text": True}}),
                             ctx, ids)
-    on = fam.train_dataset(load_config(CFG, {**tiny_overrides(), "data": {"cache_crops": False, "cache_text": True,
+    on = fam.train_dataset(load_config(CFG, {**tiny_overrides(), "data": {**DECODE, "cache_text": True,
                                                                            "train_aug": {"p_flip": 1.0}}}), ctx, ids)
     kinds = set()
     for seed in range(24):

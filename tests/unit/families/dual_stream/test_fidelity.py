@@ -20,6 +20,7 @@ from tests.helpers.track_dataset import make_mini_dataset, tiny_overrides
 
 PAPER = ["motion_effb3_NOCLS_nlpaug_320", "motion_effb2_1CLS_nlpaug_288", "motion_SE_3CLS_nonlpaug_288",
          "motion_SE_NOCLS_nlpaug_288", "motion_SE_NOCLS_nonlpaug_288"]
+DECODE = {"cache_crops": False, "crop_store": False}  # frames decoded per sample (the original's way)
 needs_minilm = pytest.mark.skipif(not text_encoder_available("all-MiniLM-L6-v2"), reason="packaged MiniLM missing")
 SENTENCES = ["A red pickup truck turns left at the intersection.", "A white SUV.",
              "A gray sedan goes straight down the street behind a bus."]
@@ -77,7 +78,7 @@ def test_training_step_text_path_uses_dropout_unless_cached(tmp_path: Path) -> N
     fam = get_family("dual_stream")
     ctx = TrainContext.create(data, prep, device="cpu", workers=0)
     ids = load_split(prep)["train"]
-    cfg = load_config(f"params/{PAPER[2]}.yaml", {**tiny_overrides(), "data": {"cache_crops": False,
+    cfg = load_config(f"params/{PAPER[2]}.yaml", {**tiny_overrides(), "data": {**DECODE,
                                                                                 "cache_text": False}})
     ds = fam.train_dataset(cfg, ctx, ids)
     assert ds.model_kwargs["num_classes"] == len(ctx.train_tracks) > len(ids)  # NUM_CLASS: the whole file

@@ -226,6 +226,7 @@ def test_train_aug_config_and_family_wiring(tmp_path) -> None:
     ids = load_split(prep)["train"]
     fam = get_family("instance")
     over = small_cpu_overrides()
+    fam.prepare(load_config(paper, over), ctx, ids)  # the paper configurations train on the crop store
     plain = fam.train_dataset(load_config(paper, over), ctx, ids)
     flip = fam.train_dataset(load_config(paper, {**over, "data": {"multi": 1, "train_aug": {"p_flip": 1.0}}}),
                              ctx, ids)

@@ -49,6 +49,7 @@ def _one_step(name: str, mini: tuple[Path, Path], overrides: dict) -> dict[str, 
     cfg = load_config(name, overrides)
     ctx = TrainContext.create(*mini, device="cpu", workers=0)
     ids = sorted(ctx.train_tracks)[:4]
+    fam.prepare(cfg, ctx, ids)  # the paper configurations train on the crop store
     ds = fam.train_dataset(cfg, ctx, ids)
     model = fam.build_model(cfg, **ds.model_kwargs)
     opt, sched = fam.optimizer_and_scheduler(model, cfg, 10)
