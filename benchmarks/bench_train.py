@@ -20,8 +20,9 @@ from typing import Any
 CONFIG = "motion_effb3_NOCLS_nlpaug_320_cpu"
 
 
-def prepared(preset: str) -> tuple[Path, Path]:
-    """Data root and preparation folder of a synthetic preset (generated and preprocessed when missing)."""
+def prepared(preset: str, n_val: int | None = None) -> tuple[Path, Path]:
+    """Data root and preparation folder of a synthetic preset (generated and preprocessed when missing);
+    ``n_val`` val tracks in the split (default 12 for ``tiny``, else 100)."""
     from lib.frames import extract_dataset
     from lib.motion.maps import build_motion_maps
     from lib.paths import data_dir, prep_dir
@@ -36,7 +37,7 @@ def prepared(preset: str) -> tuple[Path, Path]:
         generate(preset=preset, seed=0, out=root)
     extract_dataset(root, only_referenced=False, progress=False)  # motion-map backgrounds need every frame
     if not split_file(prep).exists():
-        write_split(root, prep, n_val=12 if preset == "tiny" else 100)
+        write_split(root, prep, n_val=n_val or (12 if preset == "tiny" else 100))
     if not nlpaug_train_tracks(prep).exists():
         prepare_text(root, prep)
     report = build_motion_maps(root, prep / "motion" / "published", progress=False)

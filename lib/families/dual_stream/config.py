@@ -129,3 +129,10 @@ class DualStreamEmbedCfg:
     """Gallery: at most this many evenly spaced frames per track (None: every frame, published)."""
     batch_size: int = 64
     text_batch_size: int = 64
+    reduced_decode: bool = False
+    """Gallery: decode a frame at 1/2, 1/4 or 1/8 (libjpeg DCT scaling) when all its crops still have their input
+    size of pixels (lib.families.gallery); false = full resolution, as published (docs/fidelity_switches.md)."""
+    decode_device: str | None = None
+    """Gallery: decode the frames with torchvision's decode_jpeg on this device ("cuda": nvjpeg; "cpu") and crop with
+    torch ops there; null = PIL on the CPU, as published. Not with reduced_decode. Tracks in the crop cache
+    (data.cache_crops: the CPU variants' train/val tracks) are embedded from it: both apply to decoded frames."""

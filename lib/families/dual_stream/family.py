@@ -263,7 +263,10 @@ class DualStreamFamily:
                 return torch.nn.functional.normalize(m.merge_heads(car, mo), dim=-1)
 
             bs = cfg.embed.batch_size
-            if cached:  # the cached crops are the decoded ones (same function), batched across tracks
+            e = cfg.embed
+            # the cached crops are the decoded ones (same function), batched across tracks; reduced_decode and
+            # decode_device apply to decoded frames only (the cache holds the full-resolution crops)
+            if cached:
                 agg = TrackAggregator(len(uuids), "mean")
                 arrays = {u: crop_cache.load(u) for u in uuids}  # memory-mapped
                 todo = [(ti, r) for ti, u in enumerate(uuids) for r in evenly_spaced(arrays[u].shape[0], k)]
@@ -274,7 +277,8 @@ class DualStreamFamily:
                     agg.add(t, embed_fn(t, crops).float().cpu().numpy())
                 return agg.result()
             return embed_tracks(ctx.data_root, tracks, expand_crop_fn(cfg.data.crop_area, size), embed_fn,
-                                aggregate="mean", frames_per_track=k, batch_size=bs, workers=ctx.workers)
+                                aggregate="mean", frames_per_track=k, batch_size=bs, workers=ctx.workers,
+                                reduced_decode=e.reduced_decode, decode_device=e.decode_device)
         finally:
             m.train(was_training)
 

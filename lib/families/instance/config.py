@@ -104,3 +104,6 @@ class InstanceEmbedCfg:
     # from opts.yaml, so without --pad the crops use pad 0.
     test_pad: Literal["as_trained", "zero"] = "as_trained"
     batch_size: int = 64
+    # Gallery: decode a frame at 1/2, 1/4 or 1/8 (libjpeg DCT scaling) when all its crops still have crop_size
+    # pixels (lib.families.gallery); false = full resolution, as published (docs/fidelity_switches.md).
+    reduced_decode: bool = False

@@ -183,7 +183,7 @@ class InstanceFamily:
 
                 return embed_tracks(ctx.data_root, tracks, crop_fn, embed_fn, aggregate="normalized_sum",
                                     batch_size=cfg.embed.batch_size, workers=ctx.workers, progress=ctx.show_progress,
-                                    select=select)
+                                    select=select, reduced_decode=cfg.embed.reduced_decode)
             return self._embed_segments(inner, cfg, ctx, tracks, crop_fn, select)
         finally:
             inner.train(was_training)
@@ -208,7 +208,8 @@ class InstanceFamily:
             ready.clear()
 
         for t_idx, pos, crops in iter_crop_batches(ctx.data_root, tracks, crop_fn, None, cfg.embed.batch_size,
-                                                   ctx.workers, progress=ctx.show_progress, select=select):
+                                                   ctx.workers, progress=ctx.show_progress, select=select,
+                                                   reduced_decode=cfg.embed.reduced_decode):
             for t, p, crop in zip(t_idx.tolist(), pos.tolist(), crops):
                 got = pending.setdefault(t, [])
                 got.append((p, crop))

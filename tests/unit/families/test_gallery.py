@@ -225,3 +225,44 @@ def test_cuda_path_matches_the_cpu_path(root: Path) -> None:
     moved = to_device(torch.from_numpy(cpu), "cuda")
     torch.cuda.synchronize()
     assert moved.device.type == "cuda" and torch.equal(moved.cpu(), torch.from_numpy(cpu))
+
+
+
+@pytest.mark.parametrize("name", ["b36_lr1_w20_clip_e100_dd_drop0.9_CROP256_nseg3_pad0.2_cpu",
+                                  "b48_lr1_w20_clip_e120_dd_cpu", "croponly_effb3_NOCLS_nlpaug_320_cpu"])
+def test_the_families_pass_the_embed_options(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``embed.reduced_decode`` (and Part One's ``embed.decode_device``) reach the gallery loader of both families
+    (segments of nseg > 1, single frames, Part One); the published default passes them off."""
+    import lib.families.gallery as G
+    from lib.families import load_config
+    from lib.families.base import TrainContext, get_family
+    from lib.prep import load_split
+    from tests.helpers.instance_configs import small_cpu_overrides
+    from tests.helpers.track_dataset import make_mini_dataset, tiny_overrides
+
+    data, prep = make_mini_dataset(tmp_path, n_tracks=6, n_frames=3, n_val=2)
+    seen: list[tuple[bool, Any]] = []
+    real = G.iter_crop_batches
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        import inspect
+
+        args = inspect.signature(real).bind(*a, **kw).arguments
+        seen.append((args.get("reduced_decode", False), args.get("decode_device")))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(G, "iter_crop_batches", spy)
+    monkeypatch.setattr("lib.families.instance.family.iter_crop_batches", spy)
+    part_one = name.startswith("croponly")
+    over = tiny_overrides() if part_one else small_cpu_overrides()
+    ctx = TrainContext.create(data, prep, device="cpu", workers=0, progress=False)
+    tracks = {u: ctx.train_tracks[u] for u in load_split(prep)["val"]}
+    cases = [({}, (False, None)), ({"reduced_decode": True}, (True, None))]
+    if part_one:
+        cases.append(({"decode_device": "cpu"}, (False, "cpu")))
+    for embed, want in cases:
+        cfg = load_config(name, {**over, "embed": {**over.get("embed", {}), **embed}})
+        fam = get_family(cfg.family)
+        model = fam.build_model(cfg, num_classes=6)
+        feats = fam.embed_gallery(model, cfg, ctx, tracks)
+        assert feats.shape[0] == 2 and seen[-1] == want
