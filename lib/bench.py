@@ -20,6 +20,33 @@ from lib.paths import ROOT, reports_dir
 
 REQUIRED = ("name", "ours_s", "baseline_s", "ratio")
 
+# The project's speed goals: (goal, entry-name prefix, measured field, "min" | "max" goal, target). Several entries
+# of one prefix (the eight paper configurations' training pipelines) are judged by their worst one.
+GOALS: tuple[tuple[str, str, str, str, float], ...] = (
+    ("motion maps vs the original's literal way", "motion_maps", "ratio", "min", 5.0),
+    ("gallery embedding vs the per-crop loop", "gallery_embedding", "ratio", "min", 3.0),
+    ("training data pipeline at paper shape, each paper configuration", "train_pipeline_", "ratio", "min", 5.0),
+    ("ranking 530 x 530, 8 models, paper widths (seconds)", "ranking_530x530_8_models_paper", "ours_s", "max", 0.020),
+)
+
+
+def judge(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each goal with the measured value (worst entry of its prefix) and whether it is met; a goal with no entry
+    (its benchmark failed or was not selected) says so."""
+    out = []
+    for goal, prefix, field, kind, target in GOALS:
+        rows = [e for e in entries if e["name"].startswith(prefix)]
+        if not rows:
+            out.append({"goal": goal, "target": target, "kind": kind, "measured": None, "met": None,
+                        "entries": []})
+            continue
+        vals = [float(e[field]) for e in rows]
+        worst = min(vals) if kind == "min" else max(vals)
+        out.append({"goal": goal, "target": target, "kind": kind, "field": field, "measured": worst,
+                    "met": worst >= target if kind == "min" else worst <= target,
+                    "entries": [e["name"] for e in rows]})
+    return out
+
 
 def discover(only: list[str] | None = None) -> list[str]:
     mods = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
@@ -50,8 +77,14 @@ def run_all(quick: bool = False, only: list[str] | None = None, out: Path | None
             print(f"   {r['name']}: ours {r['ours_s']:.4f} s, baseline {r['baseline_s']:.4f} s, "
                   f"ratio {r['ratio']:.2f}x", flush=True)
         print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)
-    report = {"git_commit": git_commit(), "machine": machine_info(), "quick": quick, "benchmarks": entries,
-              "failures": failures, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    goals = judge(entries)
+    for g in goals:
+        if g["measured"] is not None:
+            op = ">=" if g["kind"] == "min" else "<="
+            print(f"goal {'met' if g['met'] else 'NOT MET'}: {g['goal']}: {g['measured']:.4g} (goal {op} "
+                  f"{g['target']:g})", flush=True)
+    report = {"git_commit": git_commit(), "machine": machine_info(), "quick": quick, "goals": goals,
+              "benchmarks": entries, "failures": failures, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(out or reports_dir() / "bench.json", report)
     return report
 
