@@ -11,8 +11,9 @@ one line in a list at second 1, not a 40-line traceback inside 04_train an hour 
   training tracks for 03's ``n_val`` (the split needs ``n_val + 1``);
 - **disk** — free space, per file system, against an estimate of what the run writes: extracted frames (about the
   size of the videos they come from, for cameras not yet extracted), motion maps, the crop caches of the
-  configurations that cache, and for a synthetic preset the generated dataset itself. The factors are measured on
-  the default preset (:data:`BYTES`); the estimate is an upper bound, not a promise.
+  configurations that cache, the crop stores of those that store (one per crop geometry), and for a synthetic
+  preset the generated dataset itself. The factors are measured on the default preset (the crop store's at paper
+  shape; :data:`BYTES`); the estimate is an upper bound, not a promise.
 
 Every problem is a :class:`Need` (what is missing, and where it goes); :class:`PreflightError` lists them all, one
 line each. Nothing is written.
@@ -43,6 +44,9 @@ BYTES = {
     "boxes_per_track": 42.0,             # synthetic default: 23,380 boxes / 560 tracks
     "motion_map_per_pixel": 0.3,         # one JPEG motion map per track, per frame pixel
     "frames_per_video_byte": 1.05,       # extracted JPEG frames per byte of vdo.avi
+    # crop store (JPEG q95 4:4:4), per crop pixel: 0.22-0.40 measured at paper shape (1920x1080, 256-320 px crops;
+    # benchmarks/bench_train_pipeline.py), the padded Part Two crops the largest
+    "crop_store_per_crop_pixel": 0.4,
 }
 MARGIN = 1.2
 """Free space asked for: the estimate times this."""
@@ -168,10 +172,16 @@ def estimate_bytes(profile: Any, config_paths: Sequence[Path], counts: dict[str,
             out["synthetic dataset"] = n_tracks * pixels * BYTES["synthetic_per_track_pixel"]
     out["motion maps"] = n_tracks * pixels * BYTES["motion_map_per_pixel"]
     keys: set[tuple[Any, ...]] = set()
-    cache = 0.0
+    cache = store = 0.0
     for path in config_paths:
         cfg = load_config(path, profile.overrides)
         size = getattr(cfg.model, "image_size", None)
+        if getattr(cfg.data, "crop_store", False):  # one store per geometry, every box of the data (an upper bound)
+            side = size or cfg.model.crop_size
+            key = ("store", cfg.family, side, getattr(cfg.data, "crop_area", None), getattr(cfg.data, "pad", None))
+            if key not in keys:
+                keys.add(key)
+                store += n_boxes * side * side * BYTES["crop_store_per_crop_pixel"]
         if not getattr(cfg.data, "cache_crops", False) or not size:
             continue
         key = (size, getattr(cfg.data, "crop_area", 1.0), getattr(cfg.data, "crop_cache_frames", None))
@@ -183,6 +193,8 @@ def estimate_bytes(profile: Any, config_paths: Sequence[Path], counts: dict[str,
         cache += (boxes + n_tracks) * size * size * 3
     if cache:
         out["crop caches"] = cache
+    if store:
+        out["crop stores"] = store
     return out
 
 
