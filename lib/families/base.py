@@ -250,6 +250,9 @@ class BaseTrainCfg:
     amp: bool = False
     """bfloat16 autocast on CUDA for training and embedding: an opt-in speed switch (the published models ran in
     float32); ignored on CPU, which always runs in float32."""
+    channels_last: bool = False
+    """The model's weights in channels-last memory on CUDA (the crops arrive as NHWC, so the backbone's
+    convolutions run in NHWC kernels, faster with amp); an opt-in speed switch, ignored on CPU."""
     train_on: Literal["split", "all"] = "split"
     """Train on the split's train tracks (val held out) or on every track of train-tracks.json (Part Two, published:
     no held-out val; its val MRR is then a training-fit number, labelled so in metrics.json)."""

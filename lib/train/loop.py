@@ -185,6 +185,8 @@ def train(cfg: RunConfig, data_root: str | os.PathLike[str], prep_dir: str | os.
                     "RNG streams are reassigned")
         ctx.log(f"resuming {cfg.name} from step {start_step} ({state_path})")
     model.to(dev)
+    if tcfg.channels_last and dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
 
     train_model: nn.Module = model
     if info.enabled:

@@ -212,3 +212,17 @@ def test_killed_process_resumes_from_its_checkpoint(mini: tuple[Path, Path], tmp
     assert "resuming" in r.stdout + r.stderr
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["steps"] == 4 and m["resumed_from"] == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="channels-last and bf16 are CUDA speed switches")
+def test_cuda_speed_switches_train_the_same_model(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    """``train.channels_last`` and ``train.amp`` on CUDA: same steps, finite losses, weights close to float32's."""
+    data, prep = mini
+    plain = train(load_config(SE3, tiny_overrides()), data, prep, tmp_path / "plain", device="cuda", progress=False)
+    fast_cfg = load_config(SE3, tiny_overrides(channels_last=True, amp=True))
+    fast = train(fast_cfg, data, prep, tmp_path / "fast", device="cuda", progress=False)
+    assert fast["steps"] == plain["steps"] and fast["amp"] is True
+    a, b = _weights(tmp_path / "plain" / "last.safetensors"), _weights(tmp_path / "fast" / "last.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.isfinite(b[k]).all() for k in b)
+    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].is_floating_point()) < 0.05
