@@ -14,7 +14,9 @@ On a machine with CUDA (the default ``--size paper``):
 4. its model embeds the gallery: the test tracks cycled to 530 tracks (the real test split's count; every frame of
    every track for Part One, the published frames for Part Two);
 5. per configuration: steps/s, samples/s, crops/s of training, crops/s of the gallery, peak GPU memory; and the
-   card, driver, CUDA, torch versions, the commit.
+   card, driver, CUDA, torch versions, the commit. The file is rewritten after every configuration (``"complete"``
+   says whether all ran), so a run stopped by the 10-minute limit keeps what it measured. ``--prepare-only``
+   makes the data and the random text encoders (a few minutes, once) without training.
 
 Without CUDA, ``--size tiny`` (what ``gpu_check.sh`` chooses there) runs the same code at tiny sizes on the CPU —
 the ``tiny`` preset, 32-64 px inputs, 2-layer text encoders, 3 steps, a 53-track gallery — to prove the script
@@ -130,6 +132,15 @@ def check(size: str, steps: int, configs: list[str], out: Path | None, gallery_t
     n_gallery_crops = sum(len(t["frames"]) for t in gallery.values())
     workers = max(0, min(8, (os.cpu_count() or 1) - 1))
     rows: dict[str, Any] = {}
+    card = _card()
+    if out is None:
+        tag = re.sub(r"[^A-Za-z0-9]+", "_", card.get("card", "")).strip("_").lower() if dev == "cuda" else ""
+        out = ROOT / "benchmarks" / "results" / (f"gpu_{tag}.json" if tag else f"gpu_check_{dev}_{size}.json")
+    result: dict[str, Any] = {
+        "size": size, "device": dev, "steps": steps, "git_commit": git_commit(), "card": card,
+        "machine": machine_info(), "data_root": str(data), "prepare_data_s": data_s, "weights": how,
+        "gallery_tracks": len(gallery), "gallery_crops_part_one": n_gallery_crops, "configs": rows,
+        "complete": False, "total_s": time.perf_counter() - t0}
     run_dir = artifacts_dir() / "tmp" / f"gpu_check_{size}"
     shutil.rmtree(run_dir, ignore_errors=True)
     for name in configs:
@@ -175,15 +186,10 @@ def check(size: str, steps: int, configs: list[str], out: Path | None, gallery_t
               f"{rows[name]['gallery_crops_per_s']:.0f} crops/s", flush=True)
         del model
         shutil.rmtree(run_dir / name, ignore_errors=True)
-    card = _card()
-    result = {"size": size, "device": dev, "steps": steps, "git_commit": git_commit(), "card": card,
-              "machine": machine_info(), "data_root": str(data), "prepare_data_s": data_s, "weights": how,
-              "gallery_tracks": len(gallery), "gallery_crops_part_one": n_gallery_crops, "configs": rows,
-              "total_s": time.perf_counter() - t0}
-    if out is None:
-        tag = re.sub(r"[^A-Za-z0-9]+", "_", card.get("card", "")).strip("_").lower() if dev == "cuda" else ""
-        out = ROOT / "benchmarks" / "results" / (f"gpu_{tag}.json" if tag else f"gpu_check_{dev}_{size}.json")
-    write_json(out, result)
+        result["configs"] = rows  # written after every configuration: a run cut short keeps what it measured
+        result["complete"] = len(rows) == len(configs)
+        result["total_s"] = time.perf_counter() - t0
+        write_json(out, result)
     print(f"written: {out} ({result['total_s']:.0f} s)")
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
@@ -221,8 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", default=",".join(PAPER), help="comma-separated paper configurations")
     ap.add_argument("--gallery-tracks", type=int, help=f"gallery size (default {GALLERY_TRACKS}; tiny: 53)")
     ap.add_argument("--out", type=Path, help="result file (default benchmarks/results/gpu_<card>.json)")
+    ap.add_argument("--prepare-only", action="store_true", help="make the data and text encoders, train nothing")
     args = ap.parse_args(argv)
     tiny = args.size == "tiny"
+    if args.prepare_only:
+        from benchmarks.bench_train import prepared
+
+        print(prepared("tiny", n_val=12) if tiny else _gpu_data(), _models(tiny))
+        return 0
     check(args.size, args.steps or (3 if tiny else 200), [c for c in args.configs.split(",") if c], args.out,
           args.gallery_tracks or (53 if tiny else GALLERY_TRACKS))
     return 0
