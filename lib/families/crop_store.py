@@ -234,6 +234,8 @@ class CropStore:
             entries: dict[str, tuple[str, np.ndarray]] = {}
             keys: dict[str, str] = {}
             for p in sorted(self.folder.glob("*.json")):
+                if p.name.startswith("."):  # a temporary file of an interrupted write (lib.io.atomic_path)
+                    continue
                 idx = read_json(p)
                 shard = str(p.with_suffix(".jpgs"))
                 for u, rows in idx["tracks"].items():

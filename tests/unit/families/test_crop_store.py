@@ -84,6 +84,8 @@ def test_an_edited_track_rebuilds_only_its_camera(mini: tuple[Path, Path], tmp_p
     assert store.missing(edited) == [u] and len(store.stale(edited)) == 1
     assert store.build(layout, edited, progress=False)["crop_store_shards_built"] == 1
     assert store.missing(edited) == []
+    (store.folder / ".S01_c001.json.interrupted.json").write_text("{not json")  # a write killed half-way
+    assert CropStore(tmp_path, "e", fn).missing(edited) == []
     assert np.abs(store.read(u, 0).astype(int) - _direct(layout, edited[u], 0, fn)).mean() < 1.5
     with pytest.raises(KeyError, match="no crops of track nope"):
         store.read("nope", 0)
