@@ -296,6 +296,21 @@ class _ShardBuilds(torch.utils.data.Dataset):
         return 1
 
 
+def decode_on_device(jpegs: Sequence[torch.Tensor], device: str | torch.device) -> torch.Tensor:
+    """Decode a batch of stored crops (uint8 1-D tensors of JPEG bytes, one size) with ``torchvision.io.decode_jpeg``
+    on ``device`` (nvjpeg on CUDA, batched): uint8 ``[B, H, W, 3]`` RGB on ``device``. On the CPU the pixels equal
+    :meth:`CropStore.read`'s (OpenCV; both libjpeg-turbo, tested)."""
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    dev = torch.device(device)
+    with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec for image decoding; decode_jpeg stays
+        warnings.simplefilter("ignore", UserWarning)
+        out = decode_jpeg(list(jpegs), mode=ImageReadMode.RGB, device=dev)
+    return torch.stack(list(out)).permute(0, 2, 3, 1).contiguous()  # NHWC in memory, as the workers' crops
+
+
 def estimate_bytes(bytes_per_crop: float, n_crops: int) -> int:
     """Disk size of a store of ``n_crops`` at a measured ``bytes_per_crop``."""
     return int(round(bytes_per_crop * n_crops))

@@ -78,6 +78,9 @@ class DualStreamDataCfg:
     Same frame and sentence draws; pixels within JPEG tolerance of the direct crop (docs/fidelity_switches.md)."""
     crop_store_quality: int = 95
     """JPEG quality of the crop store (4:4:4 chroma); a shard whose worst crop falls under 30 dB PSNR is an error."""
+    crop_store_decode: Literal["workers", "device"] = "workers"
+    """Where the stored crops are decoded: "workers" = the DataLoader workers (OpenCV); "device" = the training
+    device, batched (torchvision decode_jpeg: nvjpeg on CUDA), the workers only read bytes. Same pixels on the CPU."""
     train_aug: dict[str, Any] = field(default_factory=dict)
     """Training-time text augmentation and left/right flip (lib.text.train_aug, not in the original): probabilities
     per sample p_synonym, p_swap, p_delete, p_spelling, p_flip (0 when not given), and word_p, max_words. Empty =
@@ -88,6 +91,9 @@ class DualStreamDataCfg:
             aug = train_aug_config(self.train_aug)
         except ValueError as e:
             raise ConfigError(f"data.train_aug: {e}") from None
+        if self.crop_store_decode == "device" and not self.crop_store:
+            raise ConfigError("data.crop_store_decode: device decodes the crop store's JPEGs: set "
+                              "data.crop_store: true")
         if self.crop_store and self.cache_crops:
             raise ConfigError("data.crop_store and data.cache_crops are two crop caches: set one of them to false")
         if not 50 <= self.crop_store_quality <= 100:

@@ -70,7 +70,7 @@ class PartOneDataset(torch.utils.data.Dataset):
                  motion_variant: str | None, sentences_sampled: int = 3, text_feats: np.ndarray | None = None,
                  crop_cache: CropCache | None = None, motion_cache: MotionCache | None = None,
                  train_aug: TextAugConfig | None = None, num_classes: int | None = None,
-                 crop_store: CropStore | None = None) -> None:
+                 crop_store: CropStore | None = None, decode_on_device: bool = False) -> None:
         self.layout, self.prep_dir = layout, Path(prep_dir)
         self.ids = list(track_ids)
         self.tracks = {u: tracks[u] for u in self.ids}
@@ -79,6 +79,9 @@ class PartOneDataset(torch.utils.data.Dataset):
         self.k = sentences_sampled
         self.text_feats = text_feats  # [n, k, E_t] float32, or None (sentences go to the model)
         self.crop_cache, self.motion_cache, self.crop_store = crop_cache, motion_cache, crop_store
+        self.decode_on_device = bool(decode_on_device)  # items carry the stored JPEG ("crop_jpeg"), not pixels
+        if decode_on_device and crop_store is None:
+            raise ValueError("PartOneDataset: decode_on_device needs a crop store")
         if crop_cache is not None and crop_store is not None:
             raise ValueError("PartOneDataset: pass a crop cache or a crop store, not both")
         # ID classes: labels are positions in track_ids; the classifier may be wider (published: the whole file)
@@ -115,9 +118,12 @@ class PartOneDataset(torch.utils.data.Dataset):
         uuid = self.ids[index]
         tr = self.tracks[uuid]
         frame, sent = self.choices(key)
+        jpeg = None
         if self.crop_cache is not None:
             row = self.crop_cache.frame_positions(len(tr["frames"])).index(frame)
             crop = np.array(self.crop_cache.load(uuid)[row])
+        elif self.crop_store is not None and self.decode_on_device:  # decoded with the batch, on the device
+            jpeg = torch.frombuffer(bytearray(self.crop_store.read_bytes(uuid, frame)), dtype=torch.uint8)
         elif self.crop_store is not None:  # every frame stored: the same draw as the per-sample path
             crop = self.crop_store.read(uuid, frame)
         else:
@@ -126,9 +132,12 @@ class PartOneDataset(torch.utils.data.Dataset):
         sentence, flip = self.sentences[index][sent], False
         if self.augment is not None:
             sentence, flip = self.augment(sentence, key.seed)
-        if flip:
-            crop = crop[:, ::-1]
-        item: dict[str, Any] = {"crop": torch.from_numpy(np.ascontiguousarray(crop)), "label": index}
+        if jpeg is not None:
+            item: dict[str, Any] = {"crop_jpeg": jpeg, "flip": flip, "label": index}
+        else:
+            if flip:
+                crop = crop[:, ::-1]
+            item = {"crop": torch.from_numpy(np.ascontiguousarray(crop)), "label": index}
         if self.motion_variant is not None:
             mo = (self.motion_cache.load(uuid) if self.motion_cache is not None
                   else load_motion(self.prep_dir, self.motion_variant, uuid, self.size))
@@ -141,8 +150,12 @@ class PartOneDataset(torch.utils.data.Dataset):
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"crop": torch.stack([s["crop"] for s in samples]),
-                           "label": torch.tensor([s["label"] for s in samples], dtype=torch.long)}
+    out: dict[str, Any] = {"label": torch.tensor([s["label"] for s in samples], dtype=torch.long)}
+    if "crop_jpeg" in samples[0]:  # decoded on the training device (data.crop_store_decode: device)
+        out["crop_jpeg"] = [s["crop_jpeg"] for s in samples]
+        out["flip"] = torch.tensor([s["flip"] for s in samples], dtype=torch.bool)
+    else:
+        out["crop"] = torch.stack([s["crop"] for s in samples])
     if "motion" in samples[0]:
         out["motion"] = torch.stack([s["motion"] for s in samples])
     if "text" in samples[0]:

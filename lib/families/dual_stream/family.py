@@ -22,7 +22,7 @@ import torch
 
 from lib.distributed import gather_with_grad, is_distributed, unwrap
 from lib.families.base import TrainContext, evenly_spaced, mean_sentence_similarity, register
-from lib.families.crop_store import CropStore
+from lib.families.crop_store import CropStore, decode_on_device
 from lib.families.dual_stream.cache import CropCache, MotionCache, build_caches
 from lib.families.dual_stream.config import (
     DualStreamDataCfg,
@@ -46,6 +46,16 @@ def _caches(cfg: Any, ctx: TrainContext) -> tuple[CropCache, MotionCache | None]
     motion = (MotionCache(ctx.cache_dir, ctx.prep_dir, cfg.data.motion_variant, size)
               if cfg.model.motion_stream else None)
     return crop, motion
+
+
+def batch_crops(batch: dict[str, Any], dev: torch.device) -> torch.Tensor:
+    """uint8 ``[B, S, S, 3]`` crops of a training batch on ``dev``: moved, or (``data.crop_store_decode: device``)
+    decoded there from the stored JPEGs, then mirrored where the sample was flipped."""
+    if "crop_jpeg" not in batch:
+        return batch["crop"].to(dev, non_blocking=True)
+    crops = decode_on_device(batch["crop_jpeg"], dev)
+    flip = batch["flip"].to(dev)
+    return torch.where(flip[:, None, None, None], crops.flip(2), crops) if bool(flip.any()) else crops
 
 
 def crop_store(cfg: Any, ctx: TrainContext) -> CropStore:
@@ -130,6 +140,7 @@ class DualStreamFamily:
                               motion_variant=cfg.data.motion_variant if cfg.model.motion_stream else None,
                               sentences_sampled=k, text_feats=text_feats, crop_cache=crop_cache,
                               motion_cache=motion_cache, crop_store=store, train_aug=cfg.data.train_aug_cfg,
+                              decode_on_device=cfg.data.crop_store_decode == "device",
                               num_classes=len(ctx.train_tracks) if cfg.model.id_classes == "train_file" else None)
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -140,7 +151,7 @@ class DualStreamFamily:
                      ) -> tuple[torch.Tensor, dict[str, float]]:
         inner: DualStreamModel = unwrap(model)  # type: ignore[assignment]
         dev = inner.logit_scale.device
-        crops = batch["crop"].to(dev, non_blocking=True)
+        crops = batch_crops(batch, dev)
         motion = batch["motion"].to(dev, non_blocking=True) if "motion" in batch else None
         if "text" in batch:
             text = batch["text"].to(dev, non_blocking=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -166,3 +167,59 @@ def test_the_paper_configurations_train_on_the_store() -> None:
         name = path.stem
         cfg = load_config(name)
         assert cfg.data.crop_store is not name.endswith("_cpu"), name
+
+
+def _device_batches(mini: tuple[Path, Path], tmp_path: Path, flip: float) -> tuple[dict, dict, Any]:
+    fam = get_family("dual_stream")
+    ids = load_split(mini[1])["train"]
+    data = {"cache_crops": False, "cache_text": False, "crop_store": True,
+            "train_aug": {"p_flip": flip} if flip else {}}
+    workers = load_config(P1, {**tiny_overrides(), "data": data})
+    device = load_config(P1, {**tiny_overrides(), "data": {**data, "crop_store_decode": "device"}})
+    ctx = TrainContext.create(mini[0], mini[1], device="cpu", workers=0, cache_dir=tmp_path / "cache")
+    fam.prepare(workers, ctx, ids)
+    keys = [SampleKey(i % len(ids), 50 + i) for i in range(8)]
+    a = fam.collate([fam.train_dataset(workers, ctx, ids)[k] for k in keys])
+    b = fam.collate([fam.train_dataset(device, ctx, ids)[k] for k in keys])
+    return a, b, fam
+
+
+@pytest.mark.parametrize("flip", [0.0, 0.5])
+def test_crops_decoded_on_the_device_equal_the_workers_decode(mini: tuple[Path, Path], tmp_path: Path,
+                                                              flip: float) -> None:
+    """``data.crop_store_decode: device``: the workers pass the stored JPEG bytes, the batch is decoded with
+    torchvision's decode_jpeg on the training device (here the CPU) and mirrored where the sample was flipped —
+    the same pixels as the workers' OpenCV decode."""
+    from lib.families.dual_stream.family import batch_crops
+
+    a, b, _fam = _device_batches(mini, tmp_path, flip)
+    assert "crop" not in b and len(b["crop_jpeg"]) == 8 and b["crop_jpeg"][0].dtype == torch.uint8
+    if flip:
+        assert 0 < int(b["flip"].sum()) < 8  # some samples flipped, some not
+    got = batch_crops(b, torch.device("cpu"))
+    assert got.shape == a["crop"].shape and got.dtype == torch.uint8 and torch.equal(got, a["crop"])
+    assert torch.equal(a["motion"], b["motion"]) and torch.equal(a["label"], b["label"])
+    with pytest.raises(ConfigError, match="set data.crop_store: true"):
+        load_config(P1, {**tiny_overrides(), "data": {"crop_store": False, "crop_store_decode": "device"}})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (nvjpeg)")
+def test_crops_decoded_with_nvjpeg_match_the_cpu(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    from lib.families.dual_stream.family import batch_crops
+
+    a, b, _fam = _device_batches(mini, tmp_path, 0.5)
+    got = batch_crops(b, torch.device("cuda")).cpu()
+    assert got.shape == a["crop"].shape and (got.int() - a["crop"].int()).abs().max() <= 2  # IDCT rounding
+
+
+def test_training_with_device_decode_gives_the_same_weights(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from lib.train import train
+
+    data = {"cache_crops": False, "cache_text": True, "crop_store": True}
+    for name, extra in (("workers", {}), ("device", {"crop_store_decode": "device"})):
+        cfg = load_config(P1, {**tiny_overrides(), "data": {**data, **extra}})
+        train(cfg, *mini, tmp_path / name, progress=False, log=lambda _m: None, cache_dir=tmp_path / "cache")
+    a, b = (load_file(str(tmp_path / n / "last.safetensors")) for n in ("workers", "device"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
