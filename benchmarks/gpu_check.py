@@ -16,7 +16,8 @@ On a machine with CUDA (the default ``--size paper``):
 5. per configuration: steps/s, samples/s, crops/s of training, crops/s of the gallery, peak GPU memory; and the
    card, driver, CUDA, torch versions, the commit. The file is rewritten after every configuration (``"complete"``
    says whether all ran), so a run stopped by the 10-minute limit keeps what it measured. ``--prepare-only``
-   makes the data and the random text encoders (a few minutes, once) without training.
+   makes the data, the random text encoders and every configuration's crop store (a few minutes, once; the timed
+   run then measures training, not the store build) without training.
 
 Without CUDA, ``--size tiny`` (what ``gpu_check.sh`` chooses there) runs the same code at tiny sizes on the CPU —
 the ``tiny`` preset, 32-64 px inputs, 2-layer text encoders, 3 steps, a 53-track gallery — to prove the script
@@ -107,11 +108,55 @@ def _card() -> dict[str, Any]:
     return info
 
 
-def check(size: str, steps: int, configs: list[str], out: Path | None, gallery_tracks: int) -> dict[str, Any]:
+def _config(name: str, text: dict[str, str], how: dict[str, str], small: bool, steps: int,
+            batch_size: int | None) -> Any:
+    """A paper configuration as the check trains it: random (or local) weights, ``steps`` steps, no validation."""
+    from lib.families import load_config
+
+    part_one = name.startswith(("motion", "croponly"))
+    over: dict[str, Any] = {
+        "model": {"backbone_weights": None, "text_encoder": text["roberta-large" if part_one else "roberta-base"]},
+        "train": {"max_steps": steps, "val_every": 10**9, "ckpt_every": 10**9, "log_every": max(1, steps // 4)}}
+    if not part_one:
+        over["model"]["text_pretrained"] = how["roberta-base"] == "local"
+    if small:
+        over["model"].update({"image_size": 64} if part_one else {"crop_size": 64, "proj_dim": 64})
+        over["train"]["batch_size"] = 4
+        over["embed"] = {"batch_size": 16}
+    if batch_size:
+        over["train"]["batch_size"] = batch_size
+    return load_config(name, over)
+
+
+def prepare_stores(size: str, configs: list[str], batch_size: int | None = None) -> dict[str, Any]:
+    """Build every configuration's crop store and motion-map cache ahead of the timed run (the same tracks that
+    ``lib.train`` prepares, so the timed run finds them built)."""
+    from benchmarks.bench_train import prepared
+    from lib.families import get_family
+    from lib.families.base import TrainContext
+
+    small = size == "tiny"
+    data, prep = prepared("tiny", n_val=12) if small else _gpu_data()
+    text, how = _models(small)
+    ctx = TrainContext.create(data, prep, device="cpu", log=print, progress=True)
+    ids = sorted(ctx.train_tracks)
+    out = {}
+    for name in configs:
+        cfg = _config(name, text, how, small, 1, batch_size)
+        t0 = time.perf_counter()
+        info = get_family(cfg.family).prepare(cfg, ctx, ids)
+        out[name] = {"prepare_s": time.perf_counter() - t0,
+                     "crop_store_bytes": info.get("crop_store_bytes"), "crop_store_crops": info.get("crop_store_crops")}
+        print(f"{name}: prepared in {out[name]['prepare_s']:.1f} s", flush=True)
+    return out
+
+
+def check(size: str, steps: int, configs: list[str], out: Path | None, gallery_tracks: int,
+          batch_size: int | None = None) -> dict[str, Any]:
     import torch
 
     from benchmarks.bench_train import prepared
-    from lib.families import get_family, load_config, load_trained_model
+    from lib.families import get_family, load_trained_model
     from lib.families.base import TrainContext
     from lib.io import git_commit, machine_info, read_json, write_json
     from lib.paths import ROOT, artifacts_dir
@@ -140,21 +185,12 @@ def check(size: str, steps: int, configs: list[str], out: Path | None, gallery_t
         "size": size, "device": dev, "steps": steps, "git_commit": git_commit(), "card": card,
         "machine": machine_info(), "data_root": str(data), "prepare_data_s": data_s, "weights": how,
         "gallery_tracks": len(gallery), "gallery_crops_part_one": n_gallery_crops, "configs": rows,
-        "complete": False, "total_s": time.perf_counter() - t0}
+        "batch_size_override": batch_size, "complete": False, "total_s": time.perf_counter() - t0}
     run_dir = artifacts_dir() / "tmp" / f"gpu_check_{size}"
     shutil.rmtree(run_dir, ignore_errors=True)
     for name in configs:
         part_one = name.startswith(("motion", "croponly"))
-        over: dict[str, Any] = {
-            "model": {"backbone_weights": None, "text_encoder": text["roberta-large" if part_one else "roberta-base"]},
-            "train": {"max_steps": steps, "val_every": 10**9, "ckpt_every": 10**9, "log_every": max(1, steps // 4)}}
-        if not part_one:
-            over["model"]["text_pretrained"] = how["roberta-base"] == "local"
-        if small:
-            over["model"].update({"image_size": 64} if part_one else {"crop_size": 64, "proj_dim": 64})
-            over["train"]["batch_size"] = 4
-            over["embed"] = {"batch_size": 16}
-        cfg = load_config(name, over)
+        cfg = _config(name, text, how, small, steps, batch_size)
         if dev == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t1 = time.perf_counter()
@@ -228,15 +264,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gallery-tracks", type=int, help=f"gallery size (default {GALLERY_TRACKS}; tiny: 53)")
     ap.add_argument("--out", type=Path, help="result file (default benchmarks/results/gpu_<card>.json)")
     ap.add_argument("--prepare-only", action="store_true", help="make the data and text encoders, train nothing")
+    ap.add_argument("--batch-size", type=int, help="override the published batch sizes (a paper-size smoke run on a "
+                    "CPU: batch 64 of EfficientNet-B3 at 320 px needs more than 24 GB)")
     args = ap.parse_args(argv)
     tiny = args.size == "tiny"
+    configs = [c for c in args.configs.split(",") if c]
     if args.prepare_only:
-        from benchmarks.bench_train import prepared
-
-        print(prepared("tiny", n_val=12) if tiny else _gpu_data(), _models(tiny))
+        prepare_stores(args.size, configs, args.batch_size)
         return 0
-    check(args.size, args.steps or (3 if tiny else 200), [c for c in args.configs.split(",") if c], args.out,
-          args.gallery_tracks or (53 if tiny else GALLERY_TRACKS))
+    check(args.size, args.steps or (3 if tiny else 200), configs, args.out,
+          args.gallery_tracks or (53 if tiny else GALLERY_TRACKS), args.batch_size)
     return 0
 
 

@@ -12,7 +12,7 @@ PY=.venv/bin/python
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-  "$PY" -m benchmarks.gpu_check --size paper --prepare-only   # data + random text encoders, once (reused)
+  "$PY" -m benchmarks.gpu_check --size paper --prepare-only "$@"  # data, random text encoders, crop stores: once
   exec timeout 600 "$PY" -m benchmarks.gpu_check --size paper "$@"   # the result file is rewritten per config
 else
   echo "no CUDA device: running at tiny sizes on the CPU (proves the script; no GPU numbers)"
