@@ -20,9 +20,11 @@ from typing import Any
 CONFIG = "motion_effb3_NOCLS_nlpaug_320_cpu"
 
 
-def prepared(preset: str, n_val: int | None = None) -> tuple[Path, Path]:
+def prepared(preset: str, n_val: int | None = None, name: str | None = None, **generator: Any) -> tuple[Path, Path]:
     """Data root and preparation folder of a synthetic preset (generated and preprocessed when missing);
-    ``n_val`` val tracks in the split (default 12 for ``tiny``, else 100)."""
+    ``n_val`` val tracks in the split (default 12 for ``tiny``, else 100). ``name`` (default: the preset) names the
+    folders under ``artifacts/data`` and ``artifacts/prep``; ``generator`` overrides the preset's settings
+    (``n_train=200``) when the data is generated."""
     from lib.frames import extract_dataset
     from lib.motion.maps import build_motion_maps
     from lib.paths import data_dir, prep_dir
@@ -30,11 +32,11 @@ def prepared(preset: str, n_val: int | None = None) -> tuple[Path, Path]:
     from lib.text.augment import prepare_text
     from lib.text.split import write_split
 
-    root, prep = data_dir(preset), prep_dir(preset)
+    root, prep = data_dir(name or preset), prep_dir(name or preset)
     if not (root / "dataset.json").exists():
         from lib.synthetic import generate
 
-        generate(preset=preset, seed=0, out=root)
+        generate(preset=preset, seed=0, out=root, **generator)
     extract_dataset(root, only_referenced=False, progress=False)  # motion-map backgrounds need every frame
     if not split_file(prep).exists():
         write_split(root, prep, n_val=n_val or (12 if preset == "tiny" else 100))

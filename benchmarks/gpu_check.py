@@ -233,27 +233,9 @@ def check(size: str, steps: int, configs: list[str], out: Path | None, gallery_t
 
 def _gpu_data() -> tuple[Path, Path]:
     """The paper-shape data with 200 training tracks (the published batch sizes need more than 48)."""
-    from lib.frames import extract_dataset
-    from lib.motion.maps import build_motion_maps
-    from lib.paths import artifacts_dir
-    from lib.prep import nlpaug_train_tracks, split_file
-    from lib.text.augment import prepare_text
-    from lib.text.split import write_split
+    from benchmarks.bench_train import prepared
 
-    root, prep = artifacts_dir() / "data" / "gpu_check", artifacts_dir() / "prep" / "gpu_check"
-    if not (root / "dataset.json").exists():
-        from lib.synthetic import generate
-
-        generate(preset="paper_shape", seed=0, out=root, n_train=200)
-    extract_dataset(root, only_referenced=False, progress=False)
-    if not split_file(prep).exists():
-        write_split(root, prep, n_val=20)
-    if not nlpaug_train_tracks(prep).exists():
-        prepare_text(root, prep)
-    report = build_motion_maps(root, prep / "motion" / "published", progress=False)
-    if report.problems:
-        raise RuntimeError(f"motion maps of {root}: {report.problems[:3]}")
-    return root, prep
+    return prepared("paper_shape", n_val=20, name="gpu_check", n_train=200)
 
 
 def main(argv: list[str] | None = None) -> int:
