@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from lib.cityflow import Layout, camera_of
-from lib.frame_io import load_rgb
-from lib.io import atomic_path, content_hash, force_requested, path_in, read_json, write_json
+from lib.frame_io import decode_bgr, load_rgb
+from lib.io import atomic_path, content_hash, file_signature, force_requested, path_in, read_json, write_json
 
 CropFn = Callable[[Any, Sequence[float]], np.ndarray]
 
@@ -61,11 +61,10 @@ def _encode(crop: np.ndarray, quality: int) -> bytes:
 
 
 def _decode(data: bytes, what: str) -> np.ndarray:
-    import cv2
-
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"{what}: the stored JPEG cannot be decoded (delete the store to rebuild it)")
+    try:
+        img = decode_bgr(data)
+    except OSError:
+        raise OSError(f"{what}: the stored JPEG cannot be decoded (delete the store to rebuild it)") from None
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
@@ -104,7 +103,9 @@ class CropStore:
         self._pid = -1
 
     # -- layout and keys -----------------------------------------------------------------------------------------
-    def _jobs(self, tracks: dict[str, dict[str, Any]]) -> list[ShardJob]:
+    def _jobs(self, tracks: dict[str, dict[str, Any]], layout: Layout | None = None) -> list[ShardJob]:
+        """One job per camera; with ``layout`` the key also covers each frame file's size and mtime (a frame
+        extracted again rebuilds its camera's shard)."""
         by_cam: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for u in sorted(tracks):
             tr = tracks[u]
@@ -114,9 +115,12 @@ class CropStore:
         jobs = []
         for cam in sorted(by_cam):
             shard = cam.replace("/", "_")
+            frames = sorted({f for t in by_cam[cam].values() for f in t["frames"]})
             key = content_hash({"format": FORMAT, "geometry": self.name, "quality": self.quality,
                                 "tracks": {u: {"frames": t["frames"], "boxes": t["boxes"]}
-                                           for u, t in by_cam[cam].items()}})
+                                           for u, t in by_cam[cam].items()},
+                                "files": None if layout is None else
+                                [file_signature(layout.frame_path(f)) for f in frames]})
             jobs.append(ShardJob(cam, path_in(self.folder, shard, ".jpgs"), path_in(self.folder, shard, ".json"),
                                  key, by_cam[cam]))
         return jobs
@@ -128,13 +132,13 @@ class CropStore:
         except ValueError:
             return None
 
-    def stale(self, tracks: dict[str, dict[str, Any]]) -> list[str]:
-        """Cameras whose shard is missing or was built from other tracks, boxes or settings."""
-        return [j.camera for j in self._jobs(tracks) if self._shard_key(j) != j.key]
+    def stale(self, layout: Layout, tracks: dict[str, dict[str, Any]]) -> list[str]:
+        """Cameras whose shard is missing or was built from other tracks, boxes, frame files or settings."""
+        return [j.camera for j in self._jobs(tracks, layout) if self._shard_key(j) != j.key]
 
-    def is_complete(self, tracks: dict[str, dict[str, Any]]) -> bool:
-        """Every shard of exactly these tracks is built (what :meth:`build` checks)."""
-        return not self.stale(tracks)
+    def is_complete(self, layout: Layout, tracks: dict[str, dict[str, Any]]) -> bool:
+        """Every shard of exactly these tracks is built from the current frame files (what :meth:`build` checks)."""
+        return not self.stale(layout, tracks)
 
     def missing(self, tracks: dict[str, dict[str, Any]]) -> list[str]:
         """Tracks of ``tracks`` that the store lacks or holds for other frames or boxes (a reader may use any
@@ -147,7 +151,7 @@ class CropStore:
               log: Callable[[str], None] = print, progress: bool = True, force: bool = False) -> dict[str, Any]:
         """Write every missing or stale shard for ``tracks``; returns counts, bytes, time and fidelity."""
         t0 = time.perf_counter()
-        jobs = self._jobs(tracks)
+        jobs = self._jobs(tracks, layout)
         todo = jobs if force_requested(force) else [j for j in jobs if self._shard_key(j) != j.key]
         if todo:
             self.folder.mkdir(parents=True, exist_ok=True)

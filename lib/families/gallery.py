@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from lib.cityflow import Layout
-from lib.crops import expand_box, pad_box
+from lib.crops import expand_box
 from lib.families.base import evenly_spaced
 from lib.families.images import crop_resize
 from lib.frame_io import decode_reduced, load_rgb, reduction_for, scale_box
@@ -72,14 +72,6 @@ def _is_part_one_crop(crop_fn: Any) -> bool:
     return isinstance(crop_fn, functools.partial) and crop_fn.func is _expand_crop
 
 
-def _is_part_two_crop(crop_fn: Any) -> bool:
-    # lib.families.instance.data.gallery_crop_fn, recognised by name: the Part Two family imports this module
-    func = getattr(crop_fn, "func", None)
-    return (isinstance(crop_fn, functools.partial) and getattr(func, "__name__", "") == "_gallery_crop"
-            and getattr(func, "__module__", "") == "lib.families.instance.data"
-            and {"pad", "crop_size"} <= set(crop_fn.keywords))
-
-
 def _fn_name(crop_fn: Any) -> str:
     f = getattr(crop_fn, "func", crop_fn)
     return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"
@@ -88,19 +80,15 @@ def _fn_name(crop_fn: Any) -> str:
 def crop_extent(crop_fn: CropFn, box: Sequence[float], frame_w: int, frame_h: int) -> tuple[float, float, int, int]:
     """``(region_w, region_h, out_w, out_h)``: the full-size pixels ``crop_fn`` reads for ``box`` and the size it
     resizes them to. Known for the Part One crop (:func:`expand_crop_fn`: the expanded box, black outside the frame
-    included) and the Part Two gallery crop (``lib.families.instance.data.gallery_crop_fn``: the padded box clipped to
-    the frame); any other crop function may carry its own rule as a ``crop_extent`` attribute (a :data:`CropExtent`;
-    a ``functools.partial`` takes attributes and pickles them)."""
+    included); any other crop function carries its own rule as a ``crop_extent`` attribute (a :data:`CropExtent`; a
+    ``functools.partial`` takes attributes and pickles them), as the Part Two gallery crop does
+    (``lib.families.instance.data.gallery_crop_fn``: the padded box clipped to the frame)."""
     own = getattr(crop_fn, "crop_extent", None)
     if callable(own):
         return own(box, frame_w, frame_h)
     if _is_part_one_crop(crop_fn):
         x0, y0, x1, y1 = expand_box(box, crop_fn.keywords["crop_area"])
         return (x1 - x0, y1 - y0, *_out_wh(crop_fn.keywords["size"]))
-    if _is_part_two_crop(crop_fn):
-        x0, y0, x1, y1 = pad_box(box, crop_fn.keywords["pad"], frame_w, frame_h)
-        side = int(crop_fn.keywords["crop_size"])
-        return x1 - x0, y1 - y0, side, side
     raise ValueError(f"reduced_decode: crop function {_fn_name(crop_fn)} has no known crop extent (give it a "
                      f"crop_extent attribute)")
 

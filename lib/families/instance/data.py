@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lib.crops import pad_crop
+from lib.crops import pad_box, pad_crop
 from lib.families.crop_store import CropStore
 from lib.frame_io import load_rgb
 from lib.text.train_aug import SampleAugment, TextAugConfig
@@ -169,9 +169,20 @@ def _gallery_crop(img: Image.Image, box: Sequence[float], pad: float, crop_size:
     return np.asarray(crop_frame(np.asarray(img), box, pad, crop_size), dtype=np.uint8)
 
 
+def pad_crop_extent(box: Sequence[float], frame_w: int, frame_h: int, pad: float, crop_size: int
+                    ) -> tuple[float, float, int, int]:
+    """The full-size pixels the Part Two crop reads for ``box`` (the padded box clipped to the frame) and its output
+    size: what ``lib.families.gallery.crop_extent`` needs to decide a reduced decode."""
+    x0, y0, x1, y1 = pad_box(box, pad, frame_w, frame_h)
+    return x1 - x0, y1 - y0, int(crop_size), int(crop_size)
+
+
 def gallery_crop_fn(pad: float, crop_size: int) -> Any:
-    """Picklable ``crop_fn(pil_image, box) -> uint8 HWC`` for ``lib.families.gallery`` (the Part Two crop)."""
-    return functools.partial(_gallery_crop, pad=pad, crop_size=crop_size)
+    """Picklable ``crop_fn(pil_image, box) -> uint8 HWC`` for ``lib.families.gallery`` (the Part Two crop), carrying
+    its ``crop_extent`` rule."""
+    fn = functools.partial(_gallery_crop, pad=pad, crop_size=crop_size)
+    fn.crop_extent = functools.partial(pad_crop_extent, pad=pad, crop_size=crop_size)  # type: ignore[attr-defined]
+    return fn
 
 
 # --- transforms ------------------------------------------------------------------------------------------------

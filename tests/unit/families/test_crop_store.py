@@ -82,7 +82,7 @@ def test_an_edited_track_rebuilds_only_its_camera(mini: tuple[Path, Path], tmp_p
     edited = copy.deepcopy(tracks)
     u = next(iter(edited))
     edited[u]["boxes"][0] = [1, 1, 20, 12]
-    assert store.missing(edited) == [u] and len(store.stale(edited)) == 1
+    assert store.missing(edited) == [u] and len(store.stale(layout, edited)) == 1
     assert store.build(layout, edited, progress=False)["crop_store_shards_built"] == 1
     assert store.missing(edited) == []
     (store.folder / ".S01_c001.json.interrupted.json").write_text("{not json")  # a write killed half-way
@@ -223,3 +223,22 @@ def test_training_with_device_decode_gives_the_same_weights(mini: tuple[Path, Pa
         train(cfg, *mini, tmp_path / name, progress=False, log=lambda _m: None, cache_dir=tmp_path / "cache")
     a, b = (load_file(str(tmp_path / n / "last.safetensors")) for n in ("workers", "device"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_frame_file_written_again_rebuilds_its_camera(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    """The shard key covers the frame files (size, mtime): frames extracted again are cut again."""
+    import os
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(mini[0], data)
+    layout = Layout.of(data)
+    tracks = read_json(layout.train_tracks)
+    store = CropStore(tmp_path, "e", expand_crop_fn(1.0, 32))
+    store.build(layout, tracks, progress=False)
+    assert store.is_complete(layout, tracks)
+    frame = layout.frame_path(next(iter(tracks.values()))["frames"][0])
+    st = frame.stat()
+    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert len(store.stale(layout, tracks)) == 1
+    assert store.build(layout, tracks, progress=False)["crop_store_shards_built"] == 1
