@@ -15,7 +15,12 @@ The published rule (``variant="published"``, ``docs/reference.md``, P1.5):
 
 Variants: ``iou`` pastes frame 0 and then every frame whose box has IoU <= 0.05 with the last pasted box (later
 winners); ``trajectory`` is the published map with the polyline of the box centres drawn on it; ``iou_trajectory``
-both. All maps are written as ``OUT_DIR/<track_uuid>.jpg`` (``OUT_DIR = PREP/motion/<variant>``), for train and test
+both. Not in the original (CPU-variant options, ``docs/cpu_variants.md``): ``ramp`` is the published map with the
+polyline drawn in a colour that runs from blue at the first box to red at the last, so the direction of travel (a
+left turn from a right turn over the same corner) and the stops (long same-colour stretches collapse to a dot) are
+visible; ``bare_ramp`` is the same on a black canvas instead of the camera's background (pasted pixels and the line
+only: nothing of the scene).
+All maps are written as ``OUT_DIR/<track_uuid>.jpg`` (``OUT_DIR = PREP/motion/<variant>``), for train and test
 tracks (the original built only test maps).
 
 Speed: tracks are grouped by camera and every camera's frames are read ONCE, in order, for the background and for
@@ -50,8 +55,8 @@ from lib.io import content_hash, force_requested, path_in, read_json, write_byte
 from lib.prep import backgrounds_dir, motion_dir  # noqa: F401  (motion_dir: re-exported)
 from lib.prep import motion_map_file as motion_map_path  # noqa: F401  (re-exported)
 
-Variant = Literal["published", "iou", "trajectory", "iou_trajectory"]
-VARIANTS: tuple[str, ...] = ("published", "iou", "trajectory", "iou_trajectory")
+Variant = Literal["published", "iou", "trajectory", "iou_trajectory", "ramp", "bare_ramp"]
+VARIANTS: tuple[str, ...] = ("published", "iou", "trajectory", "iou_trajectory", "ramp", "bare_ramp")
 SPLITS: tuple[str, ...] = ("train", "test")
 PASTE_EVERY = 7
 PASTE_PHASE = 1
@@ -153,6 +158,22 @@ def draw_trajectory(img: np.ndarray, boxes: Sequence[Sequence[float]]) -> np.nda
         cv2.circle(img, tuple(int(v) for v in pts[0]), thickness, TRAJECTORY_BGR, -1, cv2.LINE_AA)
     elif len(pts) > 1:
         cv2.polylines(img, [pts.reshape(-1, 1, 2)], False, TRAJECTORY_BGR, thickness, cv2.LINE_AA)
+    return img
+
+
+def draw_time_ramp(img: np.ndarray, boxes: Sequence[Sequence[float]]) -> np.ndarray:
+    """Draw the polyline of the box centres coloured by time: blue (first box) to red (last box); in place."""
+    import cv2
+
+    h, w = img.shape[:2]
+    thickness = max(2, round(min(h, w) / 60))
+    pts = [(int(b[0] + b[2] / 2), int(b[1] + b[3] / 2)) for b in boxes]
+    if len(pts) == 1:
+        cv2.circle(img, pts[0], thickness, (255, 0, 0), -1, cv2.LINE_AA)
+    n = max(1, len(pts) - 1)
+    for k in range(len(pts) - 1):
+        t = (k + 0.5) / n
+        cv2.line(img, pts[k], pts[k + 1], (int(255 * (1 - t)), 0, int(255 * t)), thickness, cv2.LINE_AA)
     return img
 
 
@@ -331,9 +352,12 @@ def build_camera(data_root: str | os.PathLike[str], camera: str, tracks: Sequenc
                              f"the camera's frames {w}x{h}")
         for ti, t in enumerate(todo):
             ordered = sorted(patches[ti], key=lambda p: p[0])
-            canvas = compose_map(background, [(box, patch) for _, box, patch in ordered])
+            base = np.zeros_like(background) if variant.startswith("bare") else background
+            canvas = compose_map(base, [(box, patch) for _, box, patch in ordered])
             if variant.endswith("trajectory"):
                 draw_trajectory(canvas, t.boxes)
+            elif variant.endswith("ramp"):
+                draw_time_ramp(canvas, t.boxes)
             write_bytes(path_in(out, t.uuid, ".jpg"), encode_jpeg(canvas, jpeg_quality))
             res.written += 1
         others = {u: k for u, k in done_tracks.items() if u not in keys}  # tracks of other splits' runs

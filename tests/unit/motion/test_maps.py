@@ -164,6 +164,31 @@ def test_iou_and_trajectory_variants(mini: Path, tmp_path: Path) -> None:
     assert r > 150 and g < 100 and b < 100  # the red centre line passes through every centre
 
 
+def test_ramp_variants_show_direction_and_bare_drops_the_scene(mini: Path, tmp_path: Path) -> None:
+    tracks = json.loads((mini / "train-tracks.json").read_text())
+    for variant in ("published", "ramp", "bare_ramp"):
+        assert build_motion_maps(mini, tmp_path / variant, variant=variant, workers=1, progress=False).problems == []
+    uuid, t = max(tracks.items(), key=lambda kv: len(kv[1]["boxes"]))
+    ramp = cv2.imread(str(tmp_path / "ramp" / f"{uuid}.jpg")).astype(int)
+    bare = cv2.imread(str(tmp_path / "bare_ramp" / f"{uuid}.jpg")).astype(int)
+
+    def centre(i: int) -> tuple[int, int]:
+        x, y, w, h = t["boxes"][i]
+        return y + h // 2, x + w // 2
+
+    n = len(t["boxes"])
+    first, last = ramp[centre(1)], ramp[centre(n - 2)]
+    assert first[0] > 150 and first[2] < 110  # blue at the start (BGR)
+    assert last[2] > 150 and last[0] < 110  # red at the end
+    assert (bare[centre(n - 2)] - ramp[centre(n - 2)]).__abs__().max() < 40  # same line on both
+    covered = np.zeros(bare.shape[:2], bool)
+    for x, y, w, h in t["boxes"]:
+        covered[max(0, y - 8):y + h + 8, max(0, x - 8):x + w + 8] = True
+    assert bare[~covered].max() < 40  # nothing of the background away from the track
+    pub = cv2.imread(str(tmp_path / "published" / f"{uuid}.jpg")).astype(int)
+    assert np.abs(ramp[~covered] - pub[~covered]).mean() < 3  # the ramp map is the published one plus the line
+
+
 def test_resumable_and_force(mini: Path, tmp_path: Path) -> None:
     out = tmp_path / "maps"
     build_motion_maps(mini, out, workers=1, progress=False)
