@@ -48,18 +48,28 @@ def resolve_weights_file(weights_file: str | os.PathLike[str] | None, name: str 
 
 
 def create_backbone(name: str, weights_file: str | os.PathLike[str] | None = None, **kwargs: Any) -> nn.Module:
-    """A timm model without classifier (pooled features); weights from ``weights_file`` or random."""
+    """A timm model without classifier (pooled features); weights from ``weights_file`` or random.
+
+    ``bn_momentum`` (PyTorch convention: the weight of the new batch in the running statistics) is set on every
+    BatchNorm layer of the model after it is built, so it means the same for every family: timm's EfficientNet
+    builders take it as an argument (and give it to every BatchNorm layer), its ResNets do not."""
     import timm
 
+    bn_momentum = kwargs.pop("bn_momentum", None)
     path = resolve_weights_file(weights_file, name)
     overlay = dict(file=str(path)) if path is not None else None
     try:
-        return timm.create_model(name, pretrained=path is not None, num_classes=0, pretrained_cfg_overlay=overlay,
-                                 **kwargs)
+        model = timm.create_model(name, pretrained=path is not None, num_classes=0, pretrained_cfg_overlay=overlay,
+                                  **kwargs)
     except RuntimeError as e:
         if "Unknown model" in str(e):
             raise ValueError(f"unknown timm backbone {name!r}: {e}") from None
         raise
+    if bn_momentum is not None:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = float(bn_momentum)
+    return model
 
 
 def backbone_width(model: nn.Module) -> int:

@@ -209,3 +209,10 @@ def test_cpu_variants_build_and_step(name: str) -> None:
     loss.backward()
     opt.step()
     assert torch.isfinite(loss) and cfg.model.backbone_weights is None
+
+
+def test_bn_momentum_applies_to_every_family() -> None:
+    for name in ("resnet10t", "test_efficientnet"):
+        bb = create_backbone(name, None, bn_momentum=0.05)
+        bns = [m for m in bb.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        assert bns and all(b.momentum == 0.05 for b in bns), name
