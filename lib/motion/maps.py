@@ -350,9 +350,9 @@ def build_camera(data_root: str | os.PathLike[str], camera: str, tracks: Sequenc
         if background.shape[:2] != (h, w) and h:
             raise ValueError(f"{bg_file}: background size {background.shape[1]}x{background.shape[0]} differs from "
                              f"the camera's frames {w}x{h}")
+        base = np.zeros_like(background) if variant.startswith("bare") else background  # bare: no scene
         for ti, t in enumerate(todo):
             ordered = sorted(patches[ti], key=lambda p: p[0])
-            base = np.zeros_like(background) if variant.startswith("bare") else background
             canvas = compose_map(base, [(box, patch) for _, box, patch in ordered])
             if variant.endswith("trajectory"):
                 draw_trajectory(canvas, t.boxes)
