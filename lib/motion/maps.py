@@ -147,13 +147,18 @@ def compose_map(background: np.ndarray,
     return out
 
 
+def box_centres(boxes: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
+    """Integer centres of ``[x, y, w, h]`` boxes: the points of the trajectory lines."""
+    return [(int(b[0] + b[2] / 2), int(b[1] + b[3] / 2)) for b in boxes]
+
+
 def draw_trajectory(img: np.ndarray, boxes: Sequence[Sequence[float]]) -> np.ndarray:
     """Draw the polyline of the box centres (in place; returned)."""
     import cv2
 
     h, w = img.shape[:2]
     thickness = max(2, round(min(h, w) / 90))
-    pts = np.array([[int(b[0] + b[2] / 2), int(b[1] + b[3] / 2)] for b in boxes], dtype=np.int32)
+    pts = np.array(box_centres(boxes), dtype=np.int32)
     if len(pts) == 1:
         cv2.circle(img, tuple(int(v) for v in pts[0]), thickness, TRAJECTORY_BGR, -1, cv2.LINE_AA)
     elif len(pts) > 1:
@@ -167,12 +172,11 @@ def draw_time_ramp(img: np.ndarray, boxes: Sequence[Sequence[float]]) -> np.ndar
 
     h, w = img.shape[:2]
     thickness = max(2, round(min(h, w) / 60))
-    pts = [(int(b[0] + b[2] / 2), int(b[1] + b[3] / 2)) for b in boxes]
+    pts = box_centres(boxes)
     if len(pts) == 1:
         cv2.circle(img, pts[0], thickness, (255, 0, 0), -1, cv2.LINE_AA)
-    n = max(1, len(pts) - 1)
     for k in range(len(pts) - 1):
-        t = (k + 0.5) / n
+        t = (k + 0.5) / (len(pts) - 1)
         cv2.line(img, pts[k], pts[k + 1], (int(255 * (1 - t)), 0, int(255 * t)), thickness, cv2.LINE_AA)
     return img
 

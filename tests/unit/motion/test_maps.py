@@ -180,7 +180,7 @@ def test_ramp_variants_show_direction_and_bare_drops_the_scene(mini: Path, tmp_p
     first, last = ramp[centre(1)], ramp[centre(n - 2)]
     assert first[0] > 150 and first[2] < 110  # blue at the start (BGR)
     assert last[2] > 150 and last[0] < 110  # red at the end
-    assert (bare[centre(n - 2)] - ramp[centre(n - 2)]).__abs__().max() < 40  # same line on both
+    assert np.abs(bare[centre(n - 2)] - ramp[centre(n - 2)]).max() < 40  # same line on both
     covered = np.zeros(bare.shape[:2], bool)
     for x, y, w, h in t["boxes"]:
         covered[max(0, y - 8):y + h + 8, max(0, x - 8):x + w + 8] = True
