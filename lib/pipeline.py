@@ -67,14 +67,29 @@ class Task:
     config: str | None
     params: dict[str, Any]
     depends: list[str]
+    tag: str | None = None  # a per-variant task of a shared step (02_motion_maps for a non-published variant)
 
     @property
     def key(self) -> str:
-        return self.step if self.config is None else f"{self.step}__{self.config}"
+        sub = self.config if self.config is not None else self.tag
+        return self.step if sub is None else f"{self.step}__{sub}"
 
     @property
     def label(self) -> str:
-        return self.step if self.config is None else f"{self.step} [{self.config}]"
+        sub = self.config if self.config is not None else self.tag
+        return self.step if sub is None else f"{self.step} [{sub}]"
+
+
+def motion_task_key(variant: str) -> str:
+    """The task key of the motion maps of ``variant``: ``02_motion_maps`` for the published maps, else
+    ``02_motion_maps__<variant>``."""
+    return "02_motion_maps" if variant == "published" else f"02_motion_maps__{variant}"
+
+
+def motion_variants_used(cfgs: Mapping[str, Any]) -> dict[str, str | None]:
+    """``{config: motion-map variant}`` (None for a configuration without a motion stream)."""
+    return {name: (str(cfg.data.motion_variant) if getattr(cfg.model, "motion_stream", False) else None)
+            for name, cfg in cfgs.items()}
 
 
 @dataclasses.dataclass
@@ -147,21 +162,37 @@ def plan(profile: Profile, notebooks_dir: Path = NOTEBOOKS, configs: Sequence[st
         "02_motion_maps": {"data_root": data_root, "prep_dir": prep_dir},
         "03_text_augmentation": {"data_root": data_root, "prep_dir": prep_dir},
     }
+    # every section validated before anything runs (ConfigError names the key)
+    cfgs = {name: load_config(resolve_params_path(name), profile.overrides) for name in chosen}
+    used = motion_variants_used(cfgs)
+    # 02 builds the maps of every variant a chosen configuration reads (the published ones when none reads maps);
+    # a variant set in the profile's notebooks section is built in addition
+    extra = (profile.notebooks.get("02_motion_maps") or {}).get("variant")
+    variants = sorted({v for v in used.values() if v is not None} | ({str(extra)} if extra else set()),
+                      key=lambda v: (v != "published", v)) or ["published"]
     tasks: list[Task] = []
     for step in STEPS[:4]:
         dep = {"00_data": [], "01_frames": ["00_data"], "02_motion_maps": ["01_frames"],
                "03_text_augmentation": ["00_data"]}[step]
+        if step == "02_motion_maps":
+            for v in variants:
+                key = motion_task_key(v)
+                tasks.append(Task(step, None, {**base[step], **profile.notebooks.get(step, {}), "variant": v,
+                                               "metrics_path": metrics / f"{key}.json"}, dep,
+                                  tag=None if v == "published" else v))
+            continue
         tasks.append(Task(step, None, {**base[step], **profile.notebooks.get(step, {}),
                                        "metrics_path": metrics / f"{step}.json"}, dep))
     embed_keys = []
     for name in chosen:
         cfg_path = resolve_params_path(name)
-        load_config(cfg_path, profile.overrides)  # validates every section; raises ConfigError naming the key
         train_out = run_dir / "train" / name
+        # a configuration without a motion stream still waits for the first motion task (the run's order)
+        motion_dep = motion_task_key(used[name] or variants[0])
         tasks.append(Task("04_train", name, {
             "config": cfg_path, "overrides": profile.overrides, "data_root": data_root, "prep_dir": prep_dir,
             "out_dir": train_out, **profile.notebooks.get("04_train", {}),
-            "metrics_path": metrics / f"04_train__{name}.json"}, ["02_motion_maps", "03_text_augmentation"]))
+            "metrics_path": metrics / f"04_train__{name}.json"}, [motion_dep, "03_text_augmentation"]))
         tasks.append(Task("05_embed", name, {
             "config": cfg_path, "overrides": profile.overrides, "checkpoint": train_out / "best.safetensors",
             "data_root": data_root, "prep_dir": prep_dir, "out_dir": run_dir / "embed" / name,

@@ -163,3 +163,32 @@ def test_kernel_paths_reach_the_kernels_and_key_the_results(setup: dict, monkeyp
     assert set(_statuses(run(kernels="portable")).values()) == {"skipped"}
     with pytest.raises(ConfigError, match="--kernels"):
         run(kernels="fast")
+
+
+def _profile(tmp_path: Path, configs: list[str], overrides: dict | None = None, notebooks: dict | None = None
+             ) -> pipeline.Profile:
+    return pipeline.Profile(name="plan_test", path=tmp_path / "plan_test.yaml", dataset={"preset": "tiny", "seed": 0},
+                            configs=configs, overrides=overrides or {}, notebooks=notebooks or {})
+
+
+def test_plan_builds_the_motion_maps_each_configuration_reads(tmp_path: Path) -> None:
+    part_one, part_two = "motion_SE_3CLS_nonlpaug_288_cpu", "b48_lr1_w20_clip_e120_dd_cpu"  # ramp maps; none
+    tasks = pipeline.plan(_profile(tmp_path, [part_one, part_two]))
+    motion = [t for t in tasks if t.step == "02_motion_maps"]
+    assert [(t.key, t.label, t.params["variant"]) for t in motion] == [
+        ("02_motion_maps__ramp", "02_motion_maps [ramp]", "ramp")]
+    assert motion[0].params["metrics_path"].name == "02_motion_maps__ramp.json"
+    # the Part One training waits for its maps; the Part Two one (no maps) for the first motion task, in run order
+    assert {t.config: t.depends[0] for t in tasks if t.step == "04_train"} == {
+        part_one: "02_motion_maps__ramp", part_two: "02_motion_maps__ramp"}
+    # the published maps for the same model: only those are built
+    tasks = pipeline.plan(_profile(tmp_path, [part_one], {"data": {"motion_variant": "published"}}))
+    assert [(t.key, t.params["variant"]) for t in tasks if t.step == "02_motion_maps"] == [
+        ("02_motion_maps", "published")]
+    assert [t.depends[0] for t in tasks if t.step == "04_train"] == ["02_motion_maps"]
+    # a variant asked for in the profile's notebooks section is built beside the ones the models read
+    tasks = pipeline.plan(_profile(tmp_path, [part_one], notebooks={"02_motion_maps": {"variant": "published"}}))
+    assert [t.key for t in tasks if t.step == "02_motion_maps"] == ["02_motion_maps", "02_motion_maps__ramp"]
+    # no motion stream at all: the published maps, so the stage still runs
+    tasks = pipeline.plan(_profile(tmp_path, [part_two]))
+    assert [t.params["variant"] for t in tasks if t.step == "02_motion_maps"] == ["published"]
