@@ -162,7 +162,7 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = TrainContext.create(data_root, prep_dir, device=device,
-                              workers=default_workers() if workers is None else workers)
+                              workers=default_workers() if workers is None else workers, log=log)
     root, prep = ctx.data_root.root, ctx.prep_dir
     force = force_requested(force)
     fp = fingerprint(cfg, ckpt, {"train_frames": train_frames, "data_root": str(root), "prep_dir": str(prep)})

@@ -263,6 +263,13 @@ class DualStreamFamily:
             size = cfg.model.image_size
             uuids = list(tracks)
             crop_cache, motion_cache = _caches(cfg, ctx)
+            e = cfg.embed
+            if (cfg.data.cache_crops and cfg.data.crop_cache_frames is None and not e.reduced_decode
+                    and e.decode_device is None):
+                # the gallery's crops into the same cache as the training ones (PREP/cache/crops/, shared by every
+                # configuration of this crop area and size): decoded once, the same pixels (tested)
+                build_caches([crop_cache], ctx.data_root, tracks, workers=ctx.workers, log=ctx.log,
+                             progress=ctx.show_progress)
             cached = cfg.data.cache_crops and all(crop_cache.is_complete(u, tracks[u]) for u in uuids)
             motion_car = None
             if cfg.model.motion_stream:
@@ -274,7 +281,6 @@ class DualStreamFamily:
                 return torch.nn.functional.normalize(m.merge_heads(car, mo), dim=-1)
 
             bs = cfg.embed.batch_size
-            e = cfg.embed
             # the cached crops are the decoded ones (same function), batched across tracks; reduced_decode and
             # decode_device apply to decoded frames only (the cache holds the full-resolution crops)
             if cached:

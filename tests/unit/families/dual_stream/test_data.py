@@ -104,6 +104,31 @@ def test_gallery_decodes_each_frame_once_and_gives_the_same_crops(mini: tuple[Pa
         assert np.array_equal(t1, t2) and np.array_equal(p1, p2) and torch.equal(c1, c2)
 
 
+def test_gallery_embedding_fills_the_crop_cache_once(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    """With data.cache_crops a gallery's crops go into the shared crop cache (decoded once for every configuration
+    of that crop area and size); the embedding is the decoded one."""
+    from lib.families.dual_stream.cache import CropCache
+
+    fam = get_family("dual_stream")
+    split = load_split(mini[1])
+    cfg = load_config(CFG, tiny_overrides())
+    decoded = load_config(CFG, {**tiny_overrides(), "data": DECODE})
+    ctx = _ctx(mini, tmp_path / "cache")
+    tracks = {u: ctx.train_tracks[u] for u in split["val"]}
+    cache = CropCache(ctx.cache_dir, cfg.data.crop_area, cfg.model.image_size)
+    assert not any(cache.is_complete(u, t) for u, t in tracks.items())
+    torch.manual_seed(0)
+    model = fam.build_model(cfg, num_classes=3).eval()
+    g1 = fam.embed_gallery(model, cfg, ctx, tracks, frames_per_track=None)
+    assert all(cache.is_complete(u, t) for u, t in tracks.items())
+    assert np.allclose(g1, fam.embed_gallery(model, decoded, ctx, tracks, frames_per_track=None), atol=1e-5)
+    # reduced decoding reads frames another way: it never fills the cache
+    ctx2 = _ctx(mini, tmp_path / "cache2")
+    fam.embed_gallery(model, load_config(CFG, {**tiny_overrides(), "embed": {"reduced_decode": True}}), ctx2, tracks)
+    assert not any(CropCache(ctx2.cache_dir, cfg.data.crop_area, cfg.model.image_size).is_complete(u, t)
+                   for u, t in tracks.items())
+
+
 def test_gallery_embedding_cached_equals_decoded(mini: tuple[Path, Path], tmp_path: Path) -> None:
     fam = get_family("dual_stream")
     split = load_split(mini[1])
