@@ -44,8 +44,10 @@ def test_paper_settings_are_the_original_ones(name: str) -> None:
     if m.backbone.startswith("tf_efficientnet"):
         assert f"{m.backbone}.aa_in1k" in m.backbone_weights
         assert m.backbone_kwargs == {"drop_path_rate": 0.2, "bn_momentum": 0.01}
-    cpu = load_config(f"params/{name}_cpu.yaml")  # the CPU variants inherit the published rules
-    assert (cpu.model.text_max_length, cpu.model.text_dropout, cpu.data.cache_text) == (None, True, False)
+    cpu = load_config(f"params/{name}_cpu.yaml")  # the CPU variants inherit the published rules but the text path:
+    # their recipe caches the frozen encoder's features (docs/cpu_variants.md), with the time-coloured motion maps
+    assert (cpu.model.text_max_length, cpu.data.cache_text, cpu.data.motion_variant) == (None, True, "ramp")
+    assert c.data.motion_variant == "published"
     assert (cpu.train.drop_last, cpu.train.lr_decay_from, cpu.train.checkpoint) == (
         False, "warmup_end", "best_train_top1")
 
