@@ -4,8 +4,9 @@
   frame of the track (or of ``K`` evenly spaced frames) exactly as :func:`lib.families.images.load_crop` makes it;
 - motion maps: ``CACHE/motion/<variant>_s<S>/<track_uuid>.npy`` uint8 ``[S, S, 3]``.
 
-Each file is written atomically by one worker process; a finished file is kept (the build resumes) only while it
-was made from the track's current annotation: every crop folder keeps ``index.json`` ``{track: key}``, the
+Each file is made and written atomically by one worker (a DataLoader process, or without them one of this process's
+decoding threads, :func:`lib.families.gallery.default_decode_threads`); a finished file is kept (the build resumes)
+only while it was made from the track's current annotation: every crop folder keeps ``index.json`` ``{track: key}``, the
 :func:`lib.io.content_hash` of the track's ``frames`` and ``boxes``, written after a build; a track whose entry
 changed (or that has no key) is rebuilt, the others are reused. ``force`` (or ``CFNL_FORCE=1``) rebuilds every
 file. The cache is a pure speed-up: training on it sees the same pixels
@@ -14,9 +15,11 @@ as decoding the frames (tested). Safe to delete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ import torch
 
 from lib.cityflow import Layout
 from lib.families.base import evenly_spaced
+from lib.families.gallery import default_decode_threads
 from lib.families.images import load_crop, load_motion
 from lib.io import atomic_path, content_hash, force_requested, path_in, read_json, write_json
 from lib.prep import motion_map_file
@@ -145,15 +149,23 @@ def build_caches(caches: Sequence[CropCache | MotionCache], layout: Layout, trac
         for c in caches:
             c.folder.mkdir(parents=True, exist_ok=True)
         log(f"building {len(todo)} cache file(s) in {', '.join(str(c.folder) for c in caches)}")
-        loader = torch.utils.data.DataLoader(_BuildItems(caches, layout, todo, tracks), batch_size=None,
-                                             num_workers=workers, generator=torch.Generator())
-        it = loader
-        if progress:
-            from lib.progress import progress_bar
+        items = _BuildItems(caches, layout, todo, tracks)
+        with contextlib.ExitStack() as stack:
+            it: Iterable[Any]
+            if workers > 0:
+                it = torch.utils.data.DataLoader(items, batch_size=None, num_workers=workers,
+                                                 generator=torch.Generator())
+            else:
+                # no worker processes: decoding threads of this process (PIL decodes without the GIL; each file is
+                # made and written by one thread, so the files are those of the plain loop)
+                pool = stack.enter_context(ThreadPoolExecutor(default_decode_threads()))
+                it = pool.map(items.__getitem__, range(len(items)))
+            if progress:
+                from lib.progress import progress_bar
 
-            it = progress_bar(loader, total=len(todo), desc="cache", unit="file", leave=False)
-        for _ in it:
-            pass
+                it = progress_bar(it, total=len(todo), desc="cache", unit="file", leave=False)
+            for _ in it:
+                pass
         for ci, c in enumerate(caches):
             if isinstance(c, CropCache):
                 c.record({u: c.key(tracks[u]) for cj, u in todo if cj == ci})

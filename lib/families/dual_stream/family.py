@@ -48,6 +48,15 @@ def _caches(cfg: Any, ctx: TrainContext) -> tuple[CropCache, MotionCache | None]
     return crop, motion
 
 
+def _is_dataset_track(ctx: TrainContext, uuid: str, track: dict[str, Any]) -> bool:
+    """``track`` is the dataset's own entry for ``uuid`` (not a subset of its frames): its crops belong in the shared
+    crop cache, whose files hold every frame of a track."""
+    source = ctx.train_tracks if uuid in ctx.train_tracks else (
+        ctx.test_tracks if ctx.data_root.test_tracks.exists() else {})
+    t = source.get(uuid)
+    return t is not None and (t is track or CropCache.key(t) == CropCache.key(track))
+
+
 def batch_crops(batch: dict[str, Any], dev: torch.device) -> torch.Tensor:
     """uint8 ``[B, S, S, 3]`` crops of a training batch on ``dev``: moved, or (``data.crop_store_decode: device``)
     decoded there from the stored JPEGs, then mirrored where the sample was flipped."""
@@ -268,8 +277,10 @@ class DualStreamFamily:
                     and e.decode_device is None):
                 # the gallery's crops into the same cache as the training ones (PREP/cache/crops/, shared by every
                 # configuration of this crop area and size): decoded once, the same pixels (tested)
-                build_caches([crop_cache], ctx.data_root, tracks, workers=ctx.workers, log=ctx.log,
-                             progress=ctx.show_progress)
+                whole = {u: t for u, t in tracks.items() if _is_dataset_track(ctx, u, t)}
+                if whole:  # a frame subset of a track (lib.embed's train split) is decoded, not cached
+                    build_caches([crop_cache], ctx.data_root, whole, workers=ctx.workers, log=ctx.log,
+                                 progress=ctx.show_progress)
             cached = cfg.data.cache_crops and all(crop_cache.is_complete(u, tracks[u]) for u in uuids)
             motion_car = None
             if cfg.model.motion_stream:

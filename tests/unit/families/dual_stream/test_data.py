@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lib.cityflow import Layout
+from lib.embed import subsample_frames
 from lib.families import load_config
 from lib.families.base import SampleKey, TrainContext, evenly_spaced, get_family
 from lib.families.dual_stream.data import track_sentences
@@ -104,6 +105,21 @@ def test_gallery_decodes_each_frame_once_and_gives_the_same_crops(mini: tuple[Pa
         assert np.array_equal(t1, t2) and np.array_equal(p1, p2) and torch.equal(c1, c2)
 
 
+def test_cache_build_threads_and_processes_write_the_same_files(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    from lib.families.dual_stream.cache import CropCache, MotionCache, build_caches
+
+    ctx = _ctx(mini)
+    tracks = dict(list(ctx.train_tracks.items())[:4])
+    got = {}
+    for workers in (0, 1):
+        caches = [CropCache(tmp_path / f"w{workers}", 1.5, 16), MotionCache(tmp_path / f"w{workers}", mini[1],
+                                                                               "published", 16)]
+        rec = build_caches(caches, ctx.data_root, tracks, workers=workers, progress=workers == 0, log=lambda s: None)
+        assert rec["cache_files_built"] == 2 * len(tracks)
+        got[workers] = [c.load(u) for c in caches for u in tracks]
+    assert all(np.array_equal(a, b) for a, b in zip(got[0], got[1], strict=True))
+
+
 def test_gallery_embedding_fills_the_crop_cache_once(mini: tuple[Path, Path], tmp_path: Path) -> None:
     """With data.cache_crops a gallery's crops go into the shared crop cache (decoded once for every configuration
     of that crop area and size); the embedding is the decoded one."""
@@ -122,6 +138,13 @@ def test_gallery_embedding_fills_the_crop_cache_once(mini: tuple[Path, Path], tm
     g1 = fam.embed_gallery(model, cfg, ctx, tracks, frames_per_track=None)
     assert all(cache.is_complete(u, t) for u, t in tracks.items())
     assert np.allclose(g1, fam.embed_gallery(model, decoded, ctx, tracks, frames_per_track=None), atol=1e-5)
+    # a subset of a track's frames (lib.embed's train split) is decoded: the whole tracks' files stay as they are
+    files = {u: cache.path(u).stat().st_mtime_ns for u in tracks}
+    subset = {u: subsample_frames(t, 2) for u, t in tracks.items()}
+    g2 = fam.embed_gallery(model, cfg, ctx, subset, frames_per_track=None)
+    assert np.allclose(g2, fam.embed_gallery(model, decoded, ctx, subset, frames_per_track=None), atol=1e-5)
+    assert all(cache.is_complete(u, t) for u, t in tracks.items())
+    assert {u: cache.path(u).stat().st_mtime_ns for u in tracks} == files
     # reduced decoding reads frames another way: it never fills the cache
     ctx2 = _ctx(mini, tmp_path / "cache2")
     fam.embed_gallery(model, load_config(CFG, {**tiny_overrides(), "embed": {"reduced_decode": True}}), ctx2, tracks)
