@@ -48,13 +48,35 @@ def _caches(cfg: Any, ctx: TrainContext) -> tuple[CropCache, MotionCache | None]
     return crop, motion
 
 
+def _dataset_track(ctx: TrainContext, uuid: str) -> dict[str, Any] | None:
+    """The dataset's own entry for ``uuid`` (train or test tracks file), None when it has none."""
+    if uuid in ctx.train_tracks:
+        return ctx.train_tracks[uuid]
+    return ctx.test_tracks.get(uuid) if ctx.data_root.test_tracks.exists() else None
+
+
 def _is_dataset_track(ctx: TrainContext, uuid: str, track: dict[str, Any]) -> bool:
     """``track`` is the dataset's own entry for ``uuid`` (not a subset of its frames): its crops belong in the shared
     crop cache, whose files hold every frame of a track."""
-    source = ctx.train_tracks if uuid in ctx.train_tracks else (
-        ctx.test_tracks if ctx.data_root.test_tracks.exists() else {})
-    t = source.get(uuid)
+    t = _dataset_track(ctx, uuid)
     return t is not None and (t is track or CropCache.key(t) == CropCache.key(track))
+
+
+def _cache_rows(ctx: TrainContext, cache: CropCache, uuid: str, track: dict[str, Any], k: int | None
+                ) -> list[int] | None:
+    """The rows of ``cache`` that hold ``k`` evenly spaced frames of ``track`` (all with None), or None when they
+    are not cached. A subset of a cached track's frames (lib.embed's train split) reads the whole track's rows of
+    those frames: the same crops as decoding them."""
+    if cache.is_complete(uuid, track):
+        return evenly_spaced(len(cache.frame_positions(len(track["frames"]))), k)
+    whole = _dataset_track(ctx, uuid)
+    if cache.max_frames is not None or whole is None or not cache.is_complete(uuid, whole):
+        return None
+    row = {f: i for i, f in enumerate(whole["frames"])}
+    idx = [row.get(f) for f in track["frames"]]
+    if any(i is None or whole["boxes"][i] != b for i, b in zip(idx, track["boxes"], strict=True)):
+        return None
+    return [int(idx[j]) for j in evenly_spaced(len(idx), k)]  # type: ignore[arg-type]
 
 
 def batch_crops(batch: dict[str, Any], dev: torch.device) -> torch.Tensor:
@@ -281,7 +303,8 @@ class DualStreamFamily:
                 if whole:  # a frame subset of a track (lib.embed's train split) is decoded, not cached
                     build_caches([crop_cache], ctx.data_root, whole, workers=ctx.workers, log=ctx.log,
                                  progress=ctx.show_progress)
-            cached = cfg.data.cache_crops and all(crop_cache.is_complete(u, tracks[u]) for u in uuids)
+            rows = {u: _cache_rows(ctx, crop_cache, u, tracks[u], k) for u in uuids} if cfg.data.cache_crops else {}
+            cached = bool(rows) and all(r is not None for r in rows.values())
             motion_car = None
             if cfg.model.motion_stream:
                 motion_car = self._motion_heads(m, cfg, ctx, tracks, motion_cache, dev)
@@ -297,7 +320,7 @@ class DualStreamFamily:
             if cached:
                 agg = TrackAggregator(len(uuids), "mean")
                 arrays = {u: crop_cache.load(u) for u in uuids}  # memory-mapped
-                todo = [(ti, r) for ti, u in enumerate(uuids) for r in evenly_spaced(arrays[u].shape[0], k)]
+                todo = [(ti, r) for ti, u in enumerate(uuids) for r in rows[u]]  # type: ignore[union-attr]
                 for lo in range(0, len(todo), bs):
                     chunk = todo[lo:lo + bs]
                     t = np.array([ti for ti, _ in chunk])

@@ -255,6 +255,8 @@ def test_the_families_pass_the_embed_options(name: str, tmp_path: Path, monkeypa
     monkeypatch.setattr("lib.families.instance.family.iter_crop_batches", spy)
     part_one = name.startswith("croponly")
     over = tiny_overrides() if part_one else small_cpu_overrides()
+    if part_one:  # the decode path (with data.cache_crops the gallery's crops come from the crop cache)
+        over = {**over, "data": {**over.get("data", {}), "cache_crops": False}}
     ctx = TrainContext.create(data, prep, device="cpu", workers=0, progress=False)
     tracks = {u: ctx.train_tracks[u] for u in load_split(prep)["val"]}
     cases = [({}, (False, None)), ({"reduced_decode": True}, (True, None))]

@@ -120,7 +120,8 @@ def test_cache_build_threads_and_processes_write_the_same_files(mini: tuple[Path
     assert all(np.array_equal(a, b) for a, b in zip(got[0], got[1], strict=True))
 
 
-def test_gallery_embedding_fills_the_crop_cache_once(mini: tuple[Path, Path], tmp_path: Path) -> None:
+def test_gallery_embedding_fills_the_crop_cache_once(mini: tuple[Path, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """With data.cache_crops a gallery's crops go into the shared crop cache (decoded once for every configuration
     of that crop area and size); the embedding is the decoded one."""
     from lib.families.dual_stream.cache import CropCache
@@ -138,11 +139,20 @@ def test_gallery_embedding_fills_the_crop_cache_once(mini: tuple[Path, Path], tm
     g1 = fam.embed_gallery(model, cfg, ctx, tracks, frames_per_track=None)
     assert all(cache.is_complete(u, t) for u, t in tracks.items())
     assert np.allclose(g1, fam.embed_gallery(model, decoded, ctx, tracks, frames_per_track=None), atol=1e-5)
-    # a subset of a track's frames (lib.embed's train split) is decoded: the whole tracks' files stay as they are
+    # a subset of a track's frames (lib.embed's train split) reads those frames' rows of the whole track's cache
+    # file (nothing decoded), the same crops as decoding them; the whole tracks' files stay as they are
     files = {u: cache.path(u).stat().st_mtime_ns for u in tracks}
     subset = {u: subsample_frames(t, 2) for u, t in tracks.items()}
+    want = fam.embed_gallery(model, decoded, ctx, subset, frames_per_track=None)
+    import lib.families.dual_stream.family as family_module
+
+    def no_decode(*a: object, **k: object) -> None:
+        raise AssertionError("decoded although the crops are cached")
+
+    monkeypatch.setattr(family_module, "embed_tracks", no_decode)
     g2 = fam.embed_gallery(model, cfg, ctx, subset, frames_per_track=None)
-    assert np.allclose(g2, fam.embed_gallery(model, decoded, ctx, subset, frames_per_track=None), atol=1e-5)
+    assert np.allclose(g2, want, atol=1e-5)
+    monkeypatch.undo()
     assert all(cache.is_complete(u, t) for u, t in tracks.items())
     assert {u: cache.path(u).stat().st_mtime_ns for u in tracks} == files
     # reduced decoding reads frames another way: it never fills the cache
