@@ -300,7 +300,7 @@ class DualStreamFamily:
                 # the gallery's crops into the same cache as the training ones (PREP/cache/crops/, shared by every
                 # configuration of this crop area and size): decoded once, the same pixels (tested)
                 whole = {u: t for u, t in tracks.items() if _is_dataset_track(ctx, u, t)}
-                if whole:  # a frame subset of a track (lib.embed's train split) is decoded, not cached
+                if whole:  # a frame subset of a track (lib.embed's train split) is not written: it reads its rows
                     build_caches([crop_cache], ctx.data_root, whole, workers=ctx.workers, log=ctx.log,
                                  progress=ctx.show_progress)
             rows = {u: _cache_rows(ctx, crop_cache, u, tracks[u], k) for u in uuids} if cfg.data.cache_crops else {}
