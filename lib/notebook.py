@@ -63,13 +63,38 @@ def metrics_summary(metrics: Mapping[str, Any], path: str | os.PathLike[str], no
 
 
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parameters a notebook declares in its ``parameters``-tagged cell: ``{name: default (as source)}``."""
-    import papermill as pm
+    """The parameters a notebook declares in its ``parameters``-tagged cell: ``{name: default (as source)}``.
 
-    params = pm.inspect_notebook(str(path))
-    if not params:
+    The cell is read with Python's own parser, not papermill's line regex (which drops, with only a log line, a
+    parameter whose comment holds a quoted word followed by ``=``). Every statement of the cell must be one
+    ``name = value`` or ``name: type = value``; anything else is an error naming the notebook and the line."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
         raise ValueError(f"{path}: no cell tagged 'parameters'")
-    return {name: info["default"] for name, info in params.items()}
+    if len(cells) > 1:
+        raise ValueError(f"{path}: {len(cells)} cells tagged 'parameters' (one expected)")
+    source = cells[0].source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise ValueError(f"{path}: parameters cell, line {e.lineno}: {e.msg}") from None
+    params: dict[str, Any] = {}
+    for stmt in tree.body:
+        target = (stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                  else stmt.target if isinstance(stmt, ast.AnnAssign) and stmt.value is not None else None)
+        if not isinstance(target, ast.Name):
+            line = source.splitlines()[stmt.lineno - 1].strip()
+            raise ValueError(f"{path}: parameters cell, line {stmt.lineno}: {line!r} is not a 'name = value' "
+                             f"assignment")
+        if target.id in params:
+            raise ValueError(f"{path}: parameters cell, line {stmt.lineno}: {target.id!r} is assigned twice")
+        params[target.id] = ast.get_source_segment(source, stmt.value)
+    return params
 
 
 def resolve(path: str | os.PathLike[str]) -> Path:
