@@ -219,7 +219,7 @@ def embed_config(cfg: RunConfig, checkpoint: str | os.PathLike[str], data_root: 
     def queries(sentences: list[list[str]]) -> tuple[np.ndarray, np.ndarray, float]:
         t0 = time.perf_counter()
         with autocast(ctx.device, amp), torch.no_grad():
-            feats = fam.embed_queries(model, cfg, sentences)
+            feats = fam.embed_queries(model, cfg, sentences, cache_dir=ctx.cache_dir)
         f, n = _query_array(feats, sentences)
         return f, n, time.perf_counter() - t0
 

@@ -166,8 +166,11 @@ class Family(Protocol):
         setting (what ``lib.embed`` uses), None = every frame, k = at most k evenly spaced frames (validation)."""
         ...
 
-    def embed_queries(self, model: torch.nn.Module, cfg: RunConfig, sentences_per_query: Sequence[Sequence[str]]
-                      ) -> np.ndarray: ...
+    def embed_queries(self, model: torch.nn.Module, cfg: RunConfig, sentences_per_query: Sequence[Sequence[str]],
+                      cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
+        """``[Q, S, D]``. ``cache_dir``: where a family may keep frozen text features shared between configurations
+        (the same numbers as without it); None = compute everything."""
+        ...
 
     def query_sentences(self, cfg: RunConfig, ctx: TrainContext, track_ids: Sequence[str]) -> list[list[str]]:
         """The sentences that query each (validation) train track, as the test queries would be given."""

@@ -15,13 +15,16 @@ Pooling of the last hidden state:
 
 :class:`FrozenTextEncoder` is a plain object, not an ``nn.Module``: a frozen encoder is never part of a model's
 trainable state or its checkpoints, and :class:`TextFeatureCache` stores its outputs per sentence in an ``.npz``
-keyed by encoder, pooling and padded length.
+keyed by encoder, pooling and padded length. :class:`GroupFeatureCache` stores the outputs of whole groups encoded as
+one batch each (the published way to embed a query's sentences), so that the configurations sharing an encoder and a
+query set run the encoder once for all of them, with the same numbers.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -279,3 +282,35 @@ class TextFeatureCache:
             save_npz(self.path, sentences=np.array(order, dtype=str), feats=self._feats)
         return self._feats[[self._index[s] for s in sentences]] if sentences else np.zeros(
             (0, self.encoder.width), dtype=np.float32)
+
+
+class GroupFeatureCache:
+    """Frozen features of sentence groups, each group encoded as ONE batch (:meth:`FrozenTextEncoder.encode_batch`
+    in eval mode, padded to its longest sentence: the published query rule), in
+    ``CACHE_DIR/text/groups/<encoder key>_<device>_<hash of the groups>.npz``.
+
+    A hit returns exactly what those batches computed (the file holds the groups it was made from and is used only
+    when they are equal), so it changes no number; it saves the encoder's passes over a query set that another
+    configuration with the same encoder, or an earlier validation, already ran."""
+
+    def __init__(self, encoder: FrozenTextEncoder, cache_dir: str | os.PathLike[str]) -> None:
+        self.encoder = encoder
+        self.folder = Path(cache_dir) / "text" / "groups"
+
+    def path(self, groups: Sequence[Sequence[str]]) -> Path:
+        digest = hashlib.sha256(json.dumps([list(g) for g in groups]).encode()).hexdigest()[:20]
+        return self.folder / f"{self.encoder.key}_{self.encoder.device.type}_{digest}.npz"
+
+    def get(self, groups: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """``[len(group), width]`` float32 features per group, computed and stored on a miss."""
+        path = self.path(groups)
+        flat = [s for g in groups for s in g]
+        sizes = np.array([len(g) for g in groups], dtype=np.int64)
+        if path.exists():
+            z = load_npz(path)
+            if np.array_equal(z["sizes"], sizes) and [str(s) for s in z["sentences"]] == flat:
+                return np.split(z["feats"].astype(np.float32), np.cumsum(sizes)[:-1])
+        feats = [self.encoder.encode_batch(list(g)).numpy() for g in groups]
+        stacked = np.concatenate(feats) if feats else np.zeros((0, self.encoder.width), dtype=np.float32)
+        save_npz(path, sentences=np.array(flat, dtype=str), sizes=sizes, feats=stacked)
+        return feats

@@ -43,7 +43,8 @@ def validate(family: Family, model: torch.nn.Module, cfg: RunConfig, ctx: TrainC
     model.eval()
     try:
         gallery = family.embed_gallery(model, cfg, ctx, tracks, frames_per_track=cfg.train.val_frames_per_track)
-        queries = family.embed_queries(model, cfg, family.query_sentences(cfg, ctx, list(val_ids)))
+        queries = family.embed_queries(model, cfg, family.query_sentences(cfg, ctx, list(val_ids)),
+                                         cache_dir=ctx.cache_dir)
     finally:
         model.train(was_training)
     scores = family.similarity(queries, gallery)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +36,7 @@ from lib.families.dual_stream.loss import id_loss, symmetric_infonce
 from lib.families.dual_stream.model import DualStreamModel, build_dual_stream
 from lib.families.dual_stream.schedule import epochs_to_steps, warmup_step_decay
 from lib.families.gallery import TrackAggregator, embed_tracks, expand_crop_fn
-from lib.families.text_encoders import FrozenTextEncoder, TextFeatureCache
+from lib.families.text_encoders import FrozenTextEncoder, GroupFeatureCache, TextFeatureCache
 
 CONFIG_DEFAULT = "config"
 
@@ -354,8 +355,8 @@ class DualStreamFamily:
         return torch.cat(outs)
 
     @torch.no_grad()
-    def embed_queries(self, model: torch.nn.Module, cfg: Any, sentences_per_query: Sequence[Sequence[str]]
-                      ) -> np.ndarray:
+    def embed_queries(self, model: torch.nn.Module, cfg: Any, sentences_per_query: Sequence[Sequence[str]],
+                      cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
         m: DualStreamModel = unwrap(model)  # type: ignore[assignment]
         counts = {len(s) for s in sentences_per_query}
         if len(counts) > 1:
@@ -370,6 +371,10 @@ class DualStreamFamily:
             if m.text_encoder.batch_independent:
                 bs = cfg.embed.text_batch_size
                 feats = torch.cat([m.encode_text(flat[i:i + bs]) for i in range(0, len(flat), bs)])
+            elif cache_dir is not None:  # the same batches as below, their frozen features read from the cache
+                dev = m.logit_scale.device
+                raw = GroupFeatureCache(m.text_encoder, cache_dir).get(sentences_per_query)
+                feats = torch.cat([m.encode_text_features(torch.from_numpy(r).to(dev)) for r in raw])
             else:  # published: each query's sentences tokenised together, padded to the longest of them
                 feats = torch.cat([m.encode_text_together(list(q)) for q in sentences_per_query])
         finally:

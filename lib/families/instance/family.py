@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -226,10 +227,11 @@ class InstanceFamily:
         return out
 
     @torch.no_grad()
-    def embed_queries(self, model: torch.nn.Module, cfg: RunConfig, sentences_per_query: Sequence[Sequence[str]]
-                      ) -> np.ndarray:
+    def embed_queries(self, model: torch.nn.Module, cfg: RunConfig, sentences_per_query: Sequence[Sequence[str]],
+                      cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
         """``[Q, S, D]``: each sentence's L2-normalised embedding; a query with fewer than ``S`` sentences gets zero
-        rows (they add nothing to the query's sum).
+        rows (they add nothing to the query's sum). ``cache_dir`` is not used: the text encoder trains with the
+        model, so there are no frozen features to share.
 
         As published, a query's sentences are tokenised together (padded to the longest of them), which matters
         under the published all-token pooling. To run many queries per forward pass, queries whose padded length

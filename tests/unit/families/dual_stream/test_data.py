@@ -326,3 +326,35 @@ def test_train_aug_config_errors_name_the_key() -> None:
     with pytest.raises(ConfigError, match="cache_text: false"):  # cached features cannot follow augmented words
         load_config(CFG, {"data": {"train_aug": {"p_swap": 0.5}, "cache_text": True}})
     assert load_config(CFG, {"data": {"train_aug": {"p_swap": 0.5}, "cache_text": False}}).data.train_aug_cfg.p_swap
+
+
+def test_query_features_from_the_group_cache_are_the_computed_ones(mini: tuple[Path, Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """embed_queries with a cache_dir runs the frozen encoder once per query set (published rule: each query's
+    sentences as one batch) and gives exactly the numbers of the uncached path, in this process and the next."""
+    from lib.families.text_encoders import GroupFeatureCache
+
+    fam = get_family("dual_stream")
+    cfg = load_config(CFG, tiny_overrides())
+    torch.manual_seed(0)
+    model = fam.build_model(cfg, num_classes=3).eval()
+    queries = [["A red sedan turns left.", "red car going left", "A red sedan turning left at the junction."],
+               ["A white SUV goes straight.", "white jeep", "The white SUV is going straight down the road."]]
+    want = fam.embed_queries(model, cfg, queries)
+    got = fam.embed_queries(model, cfg, queries, cache_dir=tmp_path)
+    assert np.array_equal(got, want)
+    cache = GroupFeatureCache(model.text_encoder, tmp_path)
+    assert cache.path(queries).is_file() and len(list(cache.folder.iterdir())) == 1
+
+    def no_encoder(*a: object, **k: object) -> None:
+        raise AssertionError("the frozen encoder ran although its features are cached")
+
+    monkeypatch.setattr(FrozenTextEncoder, "encode_batch", no_encoder)
+    assert np.array_equal(fam.embed_queries(model, cfg, queries, cache_dir=tmp_path), want)
+    monkeypatch.undo()
+    # another query set is another file; a file whose groups differ from the request is not used
+    other = [queries[1], queries[0]]
+    assert np.array_equal(fam.embed_queries(model, cfg, other, cache_dir=tmp_path), want[::-1])
+    assert len(list(cache.folder.iterdir())) == 2
+    cache.path(other).replace(cache.path(queries))  # the right name, the wrong content
+    assert np.array_equal(fam.embed_queries(model, cfg, queries, cache_dir=tmp_path), want)
