@@ -42,12 +42,18 @@ def ranks_of(embed_dir: Path, data_root: Path) -> np.ndarray:
     return np.asarray(ranks)
 
 
-def readout(embed_dir: Path, data_root: Path) -> dict[str, float]:
-    """Test accuracy of a logistic regression (fit on the train gallery) for the true colour / type / manoeuvre."""
+def fit_and_score(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
+    """Test accuracy of the read-out classifier: standardised features, a logistic regression fitted on train."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(x_train, y_train)
+    return float(clf.score(x_test, y_test))
+
+
+def readout(embed_dir: Path, data_root: Path) -> dict[str, float]:
+    """Test accuracy of a logistic regression (fit on the train gallery) for the true colour / type / manoeuvre."""
     from lib.embeddings import load_gallery_embeddings
     from lib.io import read_json
     from lib.text.attributes import expected_manoeuvre
@@ -60,8 +66,7 @@ def readout(embed_dir: Path, data_root: Path) -> dict[str, float]:
         def lab(ids: Any, attr: str = attr) -> np.ndarray:
             return np.array([expected_manoeuvre(truth[i][attr]) if attr == "manoeuvre" else truth[i][attr]
                              for i in ids])
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(tr.feats, lab(tr.ids))
-        out[attr] = float(clf.score(te.feats, lab(te.ids)))
+        out[attr] = fit_and_score(tr.feats, lab(tr.ids), te.feats, lab(te.ids))
     return out
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.ablation import fit_and_score
+
 ATTRS = ("colour", "type", "manoeuvre")
 
 
@@ -32,15 +34,6 @@ def _label(truth: dict[str, Any], uid: str, attr: str) -> str:
 
     v = truth[uid][attr]
     return expected_manoeuvre(v) if attr == "manoeuvre" else v
-
-
-def _fit_score(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray) -> float:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(x_tr, y_tr)
-    return float(clf.score(x_te, y_te))
 
 
 def box_features(track: dict[str, Any]) -> list[float]:
@@ -69,7 +62,7 @@ def probes(data_root: Path, text_encoder: str = "all-MiniLM-L6-v2") -> dict[str,
     enc = FrozenTextEncoder(text_encoder)
     x_tr = enc.encode([s for s, _ in tr_sent]).numpy()
     x_te = enc.encode([s for s, _ in te_sent]).numpy()
-    text = {a: _fit_score(x_tr, np.array([_label(truth, u, a) for _, u in tr_sent]),
+    text = {a: fit_and_score(x_tr, np.array([_label(truth, u, a) for _, u in tr_sent]),
                           x_te, np.array([_label(truth, u, a) for _, u in te_sent])) for a in ATTRS}
 
     g_tr = np.array([box_features(t) for t in train.values()])
@@ -81,7 +74,7 @@ def probes(data_root: Path, text_encoder: str = "all-MiniLM-L6-v2") -> dict[str,
                      "accuracy": text},
             "box_geometry": {"features": ["median w/h", "min w/h", "max w/h", "log median area"],
                              "train_tracks": len(g_tr), "test_tracks": len(g_te),
-                             "type_accuracy": _fit_score(g_tr, y_tr, g_te, y_te), "type_majority": majority}}
+                             "type_accuracy": fit_and_score(g_tr, y_tr, g_te, y_te), "type_majority": majority}}
 
 
 def main(argv: list[str] | None = None) -> int:
