@@ -371,9 +371,9 @@ class DualStreamFamily:
             if m.text_encoder.batch_independent:
                 bs = cfg.embed.text_batch_size
                 feats = torch.cat([m.encode_text(flat[i:i + bs]) for i in range(0, len(flat), bs)])
-            elif cache_dir is not None:  # the same batches as below, their frozen features read from the cache
+            elif cache_dir is not None:  # the same batches as below (same device), their features from the cache
                 dev = m.logit_scale.device
-                raw = GroupFeatureCache(m.text_encoder, cache_dir).get(sentences_per_query)
+                raw = GroupFeatureCache(m.frozen_encoder(), cache_dir).get(sentences_per_query)
                 feats = torch.cat([m.encode_text_features(torch.from_numpy(r).to(dev)) for r in raw])
             else:  # published: each query's sentences tokenised together, padded to the longest of them
                 feats = torch.cat([m.encode_text_together(list(q)) for q in sentences_per_query])

@@ -161,23 +161,22 @@ class DualStreamModel(nn.Module):
     def encode_text_features(self, text_feats: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_embedding(text_feats), dim=-1)
 
+    def frozen_encoder(self) -> FrozenTextEncoder:
+        """The frozen text encoder, on this model's device (moved there first if needed)."""
+        enc = self.text_encoder
+        if enc.device != self.logit_scale.device:
+            enc.to(self.logit_scale.device)
+        return enc
+
     def encode_text(self, sentences: list[str]) -> torch.Tensor:
         """L2-normalised text embeddings [N, E] of raw sentences (runs the frozen encoder; each sentence alone unless
         its feature cannot depend on its batch-mates)."""
-        enc = self.text_encoder
-        dev = self.logit_scale.device
-        if enc.device != dev:
-            enc.to(dev)
-        return self.encode_text_features(enc.encode(sentences).to(dev))
+        return self.encode_text_features(self.frozen_encoder().encode(sentences).to(self.logit_scale.device))
 
     def encode_text_together(self, sentences: list[str]) -> torch.Tensor:
         """L2-normalised text embeddings [N, E] of sentences tokenised as one batch (padded to the longest of them):
         the published way to embed a query's own sentences."""
-        enc = self.text_encoder
-        dev = self.logit_scale.device
-        if enc.device != dev:
-            enc.to(dev)
-        return self.encode_text_features(enc.encode_batch(sentences).to(dev))
+        return self.encode_text_features(self.frozen_encoder().encode_batch(sentences).to(self.logit_scale.device))
 
     # -- training forward ----------------------------------------------------------------------------------------
     def forward(self, crops: torch.Tensor, motion: torch.Tensor | None, text_feats: torch.Tensor

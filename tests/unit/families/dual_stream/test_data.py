@@ -345,6 +345,8 @@ def test_query_features_from_the_group_cache_are_the_computed_ones(mini: tuple[P
     assert np.array_equal(got, want)
     cache = GroupFeatureCache(model.text_encoder, tmp_path)
     assert cache.path(queries).is_file() and len(list(cache.folder.iterdir())) == 1
+    # computed where the model is (the uncached path moves the encoder there too), and keyed by that device
+    assert model.text_encoder.device == model.logit_scale.device and "_cpu_" in cache.path(queries).name
 
     def no_encoder(*a: object, **k: object) -> None:
         raise AssertionError("the frozen encoder ran although its features are cached")
