@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.cityflow import count_frames, validate_dataset
+from lib.cityflow import _count_frames_all, count_frames, validate_dataset
 from lib.frames import MARKER, extract_dataset, read_marker
 from tests.helpers.camera_dataset import make_mini_dataset
 
@@ -51,6 +51,19 @@ def test_validator_counts_decodable_frames(good: Path, tmp_path: Path) -> None:
               if max(int(Path(f).stem) for f in json.loads((root / "train-tracks.json").read_text())[u]["frames"])
               > decoded]
     assert broken and all(u in msg for u in broken)
+
+
+def test_videos_counted_together_give_each_ones_count(good: Path, tmp_path: Path) -> None:
+    """The validator counts its cameras' videos in threads: each count is the one :func:`count_frames` gives alone,
+    a truncated video's included."""
+    root = tmp_path / "data"
+    shutil.copytree(good, root)
+    _truncate(root / CAM / "vdo.avi")
+    videos = [root / CAM / "vdo.avi", root / "validation/S02/c006" / "vdo.avi"]
+    alone = {v: count_frames(v) for v in videos}
+    assert alone[videos[0]] < 40 and alone[videos[1]] == 40
+    assert _count_frames_all(videos) == alone
+    assert _count_frames_all(videos[:1]) == {videos[0]: alone[videos[0]]}
 
 
 def test_frames_marker_is_void_when_the_video_changes(good: Path, tmp_path: Path) -> None:
