@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from lib.synthetic.render import CameraJob, VehicleJob, run_camera
 from lib.synthetic.sentences import describe
 from lib.synthetic.vocab import COLOURS, TYPES
 from lib.synthetic.world import build_camera, camera_index_of, rng_for
+
+if TYPE_CHECKING:
+    from lib.cityflow import ValidationReport
 
 GENERATOR_VERSION = "1.1"  # bump whenever the output for a given preset and seed changes
 
@@ -132,6 +135,13 @@ def generate(preset: str = "tiny", seed: int = 0, out: str | os.PathLike[str] | 
     ``specs`` renders exactly these tracks (controlled datasets) on the preset's cameras instead of the preset's
     random plan; ``overrides`` change any preset setting (``n_train``, ``width``, ``workers``, ...).
     """
+    return _generate_validated(preset, seed, out, specs, overwrite=overwrite, progress=progress, **overrides)[0]
+
+
+def _generate_validated(preset: str, seed: int, out: str | os.PathLike[str] | None, specs: list[TrackSpec] | None,
+                        *, overwrite: bool, progress: bool, **overrides: Any
+                        ) -> tuple[dict[str, Any], ValidationReport]:
+    """:func:`generate`, and the frame-checked validation of the folder it placed (made before placing it)."""
     from lib.cityflow import validate_dataset
     from lib.paths import data_dir
 
@@ -220,7 +230,8 @@ def generate(preset: str = "tiny", seed: int = 0, out: str | os.PathLike[str] | 
                    "timings": {k: round(v, 3) for k, v in timings.items()},
                    "workers": _workers(settings, len(jobs)), "validation_warnings": validation.n_warnings,
                    "warning_kinds": dict(validation.warning_counts), "reused": False})
-    return report
+    validation.root = out_path.resolve()  # the same files, now in place
+    return report, validation
 
 
 def _write(tmp: Path, settings: Settings, seed: int, specs: list[TrackSpec], uuids: list[str], query_ids: Any,
@@ -328,17 +339,23 @@ def ensure_dataset(preset: str = "tiny", seed: int = 0, out: str | os.PathLike[s
                    progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Reuse ``out`` when it already holds this preset and seed (``dataset.json``), else generate it (replacing
     whatever is there)."""
+    return _ensure_validated(preset, seed, out, progress, **overrides)[0]
+
+
+def _ensure_validated(preset: str, seed: int, out: str | os.PathLike[str] | None, progress: bool,
+                      **overrides: Any) -> tuple[dict[str, Any], ValidationReport | None]:
+    """:func:`ensure_dataset`, and the generator's frame-checked validation when it generated (None when reused)."""
     from lib.paths import data_dir
 
     out_path = Path(out) if out is not None else data_dir(preset)
     if dataset_matches(out_path, preset, seed, **overrides):
         info = read_json(out_path / "dataset.json")
         return {"out": str(out_path.resolve()), "preset": preset, "seed": int(seed), "counts": info["counts"],
-                "difficulty": info["difficulty"], "track_frames": info["track_frames"], "reused": True}
+                "difficulty": info["difficulty"], "track_frames": info["track_frames"], "reused": True}, None
     if out_path.is_dir() and any(out_path.iterdir()) and not _is_synthetic(out_path):
         raise FileExistsError(f"{out_path}: holds files but no synthetic dataset.json; refusing to replace it (a real "
                               "CityFlow-NL folder is validated with real_data=True, else choose another folder)")
-    return generate(preset, seed, out_path, overwrite=True, progress=progress, **overrides)
+    return _generate_validated(preset, seed, out_path, None, overwrite=True, progress=progress, **overrides)
 
 
 def _is_synthetic(root: Path) -> bool:
@@ -375,9 +392,11 @@ def prepare_data_root(data_root: str | os.PathLike[str], preset: str = "tiny", s
     from lib.cityflow import validate_dataset
 
     root = Path(data_root).expanduser().resolve()
-    generation = None
+    generation, validation = None, None
     if not real_data:
-        generation = ensure_dataset(preset, seed, root, progress=progress, **overrides)
-    validation = validate_dataset(root, check_frames=not real_data)
+        # a dataset generated now was validated, frames decoded, just before it was placed: not decoded twice
+        generation, validation = _ensure_validated(preset, seed, root, progress, **overrides)
+    if validation is None:
+        validation = validate_dataset(root, check_frames=not real_data)
     return {"data_root": str(root), "real_data": bool(real_data), "generation": generation,
             "validation": validation}
