@@ -85,8 +85,14 @@ class DualStreamDataCfg:
     """Training-time text augmentation and left/right flip (lib.text.train_aug, not in the original): probabilities
     per sample p_synonym, p_swap, p_delete, p_spelling, p_flip (0 when not given), and word_p, max_words. Empty =
     off (every paper configuration). The word augmenters need cache_text: false; p_flip mirrors crop + motion map."""
+    motion_rot90: float = 0.0
+    """Probability that a training sample's motion map is turned by 90, 180 or 270 degrees (one of the three at random;
+    not in the original, 0 in every paper configuration). A rotation keeps a turn's direction (left stays left), so
+    the sentence stays true; only the motion stream sees it. Draws from the sample's own seed (deterministic)."""
 
     def __post_init__(self) -> None:
+        if not 0.0 <= float(self.motion_rot90) <= 1.0:
+            raise ConfigError(f"data.motion_rot90 must be a probability in [0, 1], got {self.motion_rot90!r}")
         try:
             aug = train_aug_config(self.train_aug)
         except ValueError as e:

@@ -70,7 +70,8 @@ class PartOneDataset(torch.utils.data.Dataset):
                  motion_variant: str | None, sentences_sampled: int = 3, text_feats: np.ndarray | None = None,
                  crop_cache: CropCache | None = None, motion_cache: MotionCache | None = None,
                  train_aug: TextAugConfig | None = None, num_classes: int | None = None,
-                 crop_store: CropStore | None = None, decode_on_device: bool = False) -> None:
+                 crop_store: CropStore | None = None, decode_on_device: bool = False,
+                 motion_rot90: float = 0.0) -> None:
         self.layout, self.prep_dir = layout, Path(prep_dir)
         self.ids = list(track_ids)
         self.tracks = {u: tracks[u] for u in self.ids}
@@ -80,6 +81,7 @@ class PartOneDataset(torch.utils.data.Dataset):
         self.text_feats = text_feats  # [n, k, E_t] float32, or None (sentences go to the model)
         self.crop_cache, self.motion_cache, self.crop_store = crop_cache, motion_cache, crop_store
         self.decode_on_device = bool(decode_on_device)  # items carry the stored JPEG ("crop_jpeg"), not pixels
+        self.motion_rot90 = float(motion_rot90)
         if decode_on_device and crop_store is None:
             raise ValueError("PartOneDataset: decode_on_device needs a crop store")
         if crop_cache is not None and crop_store is not None:
@@ -113,6 +115,14 @@ class PartOneDataset(torch.utils.data.Dataset):
         sent = int(rng.integers(min(self.k, len(self.sentences[key.index]))))
         return frame, sent
 
+    def motion_turns(self, key: SampleKey) -> int:
+        """Quarter turns (0-3, counter-clockwise) of a sample's motion map (``motion_rot90``): 0 unless its own coin,
+        drawn from an RNG of the sample's seed apart from the frame, sentence and text draws, says turn."""
+        if self.motion_rot90 <= 0.0:
+            return 0
+        rng = np.random.default_rng((int(key.seed), 90))
+        return int(rng.integers(1, 4)) if rng.random() < self.motion_rot90 else 0
+
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
         index = key.index
         uuid = self.ids[index]
@@ -141,7 +151,12 @@ class PartOneDataset(torch.utils.data.Dataset):
         if self.motion_variant is not None:
             mo = (self.motion_cache.load(uuid) if self.motion_cache is not None
                   else load_motion(self.prep_dir, self.motion_variant, uuid, self.size))
-            item["motion"] = torch.from_numpy(np.ascontiguousarray(mo[:, ::-1] if flip else mo))
+            if flip:
+                mo = mo[:, ::-1]
+            turns = self.motion_turns(key)
+            if turns:
+                mo = np.rot90(mo, turns, axes=(0, 1))
+            item["motion"] = torch.from_numpy(np.ascontiguousarray(mo))
         if self.text_feats is not None:
             item["text"] = torch.from_numpy(self.text_feats[index, sent])  # flipped only if left/right-free
         else:

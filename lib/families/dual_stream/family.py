@@ -173,6 +173,7 @@ class DualStreamFamily:
                               sentences_sampled=k, text_feats=text_feats, crop_cache=crop_cache,
                               motion_cache=motion_cache, crop_store=store, train_aug=cfg.data.train_aug_cfg,
                               decode_on_device=cfg.data.crop_store_decode == "device",
+                              motion_rot90=cfg.data.motion_rot90,
                               num_classes=len(ctx.train_tracks) if cfg.model.id_classes == "train_file" else None)
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:

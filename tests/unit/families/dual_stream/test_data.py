@@ -279,6 +279,32 @@ def test_train_aug_flip_mirrors_crop_and_motion_and_swaps_left_right(mini: tuple
     assert torch.equal(a["crop"], b["crop"]) and a["sentence"] == b["sentence"]
 
 
+def test_motion_rot90_turns_only_the_motion_map(mini: tuple[Path, Path], tmp_path: Path) -> None:
+    """data.motion_rot90: the motion map turned by a quarter, half or three-quarter turn (a sample's own, repeatable
+    draw); crop, sentence and label unchanged; 0 (every paper configuration) changes no byte; out of [0, 1] refused."""
+    from lib.config import ConfigError
+
+    assert load_config(CFG).data.motion_rot90 == 0.0
+    off, on, ids = _aug_datasets(mini, tmp_path, motion_rot90=1.0)
+    _, zero, _ = _aug_datasets(mini, tmp_path, motion_rot90=0.0)
+    turns = set()
+    for seed in range(24):
+        key = SampleKey(seed % len(ids), seed)
+        x, y, z = off[key], on[key], zero[key]
+        assert torch.equal(x["motion"], z["motion"]) and zero.motion_turns(key) == 0
+        k = on.motion_turns(key)
+        assert k in (1, 2, 3) and k == on.motion_turns(key)
+        turns.add(k)
+        assert torch.equal(y["motion"], torch.rot90(x["motion"], k, dims=(0, 1))) and y["motion"].is_contiguous()
+        assert torch.equal(y["crop"], x["crop"]) and y["sentence"] == x["sentence"] and y["label"] == x["label"]
+    assert turns == {1, 2, 3}
+    _, half, _ = _aug_datasets(mini, tmp_path, motion_rot90=0.5)
+    n_turned = sum(half.motion_turns(SampleKey(0, s)) > 0 for s in range(400))
+    assert 150 < n_turned < 250
+    with pytest.raises(ConfigError, match="data.motion_rot90"):
+        load_config(CFG, {"data": {"motion_rot90": 1.5}})
+
+
 def test_train_aug_flip_with_cached_text_only_flips_left_right_free_samples(mini: tuple[Path, Path],
                                                                               tmp_path: Path) -> None:
     fam = get_family("dual_stream")
