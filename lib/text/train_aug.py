@@ -128,10 +128,11 @@ AUG_STREAM = 7
 """Second word of :func:`sample_rng`'s seed: the augmentation draws are a stream apart from the sample's others."""
 
 
-def sample_rng(seed: int) -> np.random.Generator:
-    """The augmentation RNG of one training sample: ``default_rng([seed, 7])``, from the sample key's seed only (so
-    turning augmentation on or off leaves the sample's other random draws unchanged)."""
-    return np.random.default_rng([int(seed) % (1 << 64), AUG_STREAM])
+def sample_rng(seed: int, stream: int = AUG_STREAM) -> np.random.Generator:
+    """An augmentation RNG of one training sample: ``default_rng([seed, stream])``, from the sample key's seed only (so
+    turning an augmentation on or off leaves the sample's other random draws unchanged). ``stream`` keeps two
+    augmentations' draws apart (the text augmentation and flip: 7)."""
+    return np.random.default_rng([int(seed) % (1 << 64), int(stream)])
 
 
 def _protected(extra: list[str] | None = None) -> list[str]:

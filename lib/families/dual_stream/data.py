@@ -29,7 +29,7 @@ from lib.families.dual_stream.cache import CropCache, MotionCache
 from lib.families.images import load_crop, load_motion
 from lib.io import read_json
 from lib.prep import nlpaug_train_tracks
-from lib.text.train_aug import SampleAugment, TextAugConfig
+from lib.text.train_aug import SampleAugment, TextAugConfig, sample_rng
 
 
 def track_sentences(prep_dir: str | os.PathLike[str], tracks: dict[str, dict[str, Any]], ids: Sequence[str],
@@ -60,6 +60,9 @@ def track_sentences(prep_dir: str | os.PathLike[str], tracks: dict[str, dict[str
             raise ValueError(f"{path}: track {u}: expected a list of sentences (or {{'nl': [...]}}), got {v!r:.80}")
         out.append([str(s) for s in nl])
     return out
+
+
+MOTION_TURN_STREAM = 90  # the RNG stream of data.motion_rot90 (lib.text.train_aug.sample_rng), apart from the flip's
 
 
 class PartOneDataset(torch.utils.data.Dataset):
@@ -120,7 +123,7 @@ class PartOneDataset(torch.utils.data.Dataset):
         drawn from an RNG of the sample's seed apart from the frame, sentence and text draws, says turn."""
         if self.motion_rot90 <= 0.0:
             return 0
-        rng = np.random.default_rng((int(key.seed), 90))
+        rng = sample_rng(key.seed, MOTION_TURN_STREAM)
         return int(rng.integers(1, 4)) if rng.random() < self.motion_rot90 else 0
 
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
